@@ -1,0 +1,219 @@
+"""Assets named by a spec: listed eagerly (cheap, so bad paths fail before anything is written),
+decoded lazily and once per process (cutouts cropped to their mask, alpha kept soft).
+
+Asset keys in plans are paths relative to the spec's folder, so a plan reads the same on
+any machine.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from .errors import SpecError
+from .spec import Spec
+
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+ALPHA_ON = 128  # alpha >= this (of 255) makes a pixel part of an object: the one ownership rule
+FOOTPRINT_SIDE = 48  # side of the downsampled mask used to estimate truncation while planning
+
+
+@dataclass(frozen=True)
+class Cutout:
+    """A decoded object cutout, cropped to its mask.
+
+    rgba : (h, w, 4) uint8, RGB premultiplied by alpha (so resampling never pulls in the
+        colour of the photo's old background).
+    footprint : (k, 2) float32 (x, y) of the mask's pixels on a coarse grid, in cutout pixels,
+        for cheap truncation estimates during planning.
+    """
+
+    rgba: np.ndarray
+    footprint: np.ndarray
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) in pixels."""
+        return self.rgba.shape[1], self.rgba.shape[0]
+
+
+@dataclass(frozen=True)
+class CutoutRef:
+    """Where a cutout comes from: an RGBA image, or an image with a separate mask."""
+
+    image: str
+    mask: str | None = None
+    inverted: bool = False
+
+
+def _expand(base: Path, pattern: str, key: str) -> list[str]:
+    """Files for one spec path entry (file, folder or glob), relative to ``base``, sorted."""
+    full = base / pattern
+    if full.is_dir():
+        files = [p for p in sorted(full.iterdir()) if p.suffix.lower() in IMAGE_EXTS]
+    elif any(ch in pattern for ch in "*?["):
+        files = [Path(p) for p in sorted(glob.glob(str(full), recursive=True)) if Path(p).suffix.lower() in IMAGE_EXTS]
+    elif full.is_file():
+        files = [full]
+    else:
+        raise SpecError(f"{key}: {pattern!r} does not exist (looked for {full})")
+    if not files:
+        raise SpecError(f"{key}: {pattern!r} matches no image files ({', '.join(IMAGE_EXTS)}) in {full}")
+    return [os.path.relpath(p, base) for p in files]
+
+
+def _read(path: Path, flags: int = cv2.IMREAD_UNCHANGED) -> np.ndarray:
+    arr = cv2.imread(str(path), flags)
+    if arr is None:
+        raise SpecError(f"{path}: cannot decode image (missing, truncated or not an image)")
+    return arr
+
+
+class AssetLibrary:
+    """Backgrounds and cutouts of one spec. Build one per process; decoding is cached."""
+
+    def __init__(self, spec: Spec, background_cache: int = 64):
+        self.spec = spec
+        self.base = Path(spec.base_dir)
+        self.backgrounds: list[str] = []
+        for i, p in enumerate(spec.backgrounds.paths):
+            self.backgrounds += _expand(self.base, p, f"backgrounds.paths.{i}")
+        self.cutouts: dict[str, list[CutoutRef]] = {}
+        for name, cls in spec.classes.items():
+            files: list[str] = []
+            for i, p in enumerate(cls.source):
+                files += _expand(self.base, p, f"classes.{name}.source.{i}")
+            self.cutouts[name] = self._pair_masks(name, files, cls.mask, cls.mask_inverted)
+        self._refs = {(name, r.image): r for name, refs in self.cutouts.items() for r in refs}
+        self._cutout_cache: dict[str, Cutout] = {}
+        self._bg_cache: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
+        self._bg_cache_size = background_cache
+
+    def _pair_masks(self, name: str, files: list[str], pattern: str | None, inverted: bool) -> list[CutoutRef]:
+        key = f"classes.{name}"
+        if pattern is None:
+            refs = []
+            for f in files:
+                with Image.open(self.base / f) as im:
+                    has_alpha = im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info)
+                if not has_alpha:
+                    raise SpecError(
+                        f"{key}.source: {self.base / f} has no alpha channel; give RGBA cutouts "
+                        f'or a mask pattern (mask: "{{stem}}.png")'
+                    )
+                refs.append(CutoutRef(f))
+            return refs
+        masks = {os.path.normpath(os.path.join(os.path.dirname(f), pattern.format(stem=Path(f).stem))) for f in files}
+        refs = []
+        for f in files:
+            if os.path.normpath(f) in masks:
+                continue  # this file is some image's mask
+            m = os.path.normpath(os.path.join(os.path.dirname(f), pattern.format(stem=Path(f).stem)))
+            if not (self.base / m).is_file():
+                raise SpecError(f"{key}.mask: no mask {self.base / m} for image {self.base / f} (pattern {pattern!r})")
+            refs.append(CutoutRef(f, m, inverted))
+        if not refs:
+            raise SpecError(f"{key}.source: only mask files found, no images to cut out")
+        return refs
+
+    # -- cutouts ---------------------------------------------------------------------------
+    def ref(self, category: str, image: str) -> CutoutRef:
+        """The cutout of ``category`` whose image path (as in a plan) is ``image``."""
+        try:
+            return self._refs[(category, image)]
+        except KeyError:
+            raise SpecError(f"{image} is not a cutout of class {category!r}") from None
+
+    def cutout(self, ref: CutoutRef) -> Cutout:
+        """The decoded cutout (cached per process)."""
+        cached = self._cutout_cache.get(ref.image)
+        if cached is None:
+            cached = self._cutout_cache[ref.image] = self._load_cutout(ref)
+        return cached
+
+    def _load_cutout(self, ref: CutoutRef) -> Cutout:
+        path = self.base / ref.image
+        if ref.mask is None:
+            bgra = _read(path)
+            if bgra.ndim != 3 or bgra.shape[2] != 4:
+                raise SpecError(f"{path}: expected an RGBA cutout, got {bgra.shape}")
+            rgba = cv2.cvtColor(bgra, cv2.COLOR_BGRA2RGBA)
+            if rgba.dtype != np.uint8:  # 16-bit PNG
+                rgba = (rgba / 257).round().astype(np.uint8)
+        else:
+            rgb = cv2.cvtColor(_read(path, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+            mask = _read(self.base / ref.mask, cv2.IMREAD_GRAYSCALE)
+            if mask.shape[:2] != rgb.shape[:2]:
+                raise SpecError(f"{self.base / ref.mask}: mask is {mask.shape[1]}x{mask.shape[0]}, image {path} is {rgb.shape[1]}x{rgb.shape[0]}")
+            alpha = 255 - mask if ref.inverted else mask
+            rgba = np.dstack([rgb, alpha])
+        solid = rgba[..., 3] >= ALPHA_ON
+        if not solid.any():
+            raise SpecError(f"{path}: the object mask is empty" + (" (is mask_inverted right?)" if ref.mask else ""))
+        ys, xs = np.nonzero(rgba[..., 3])
+        rgba = np.ascontiguousarray(rgba[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1])
+        a = rgba[..., 3:4].astype(np.uint16)
+        rgba[..., :3] = ((rgba[..., :3] * a + 127) // 255).astype(np.uint8)
+        return Cutout(rgba=rgba, footprint=_footprint(rgba[..., 3] >= ALPHA_ON))
+
+    # -- backgrounds ------------------------------------------------------------------------
+    def background(self, key: str, fit: str, size: tuple[int, int]) -> np.ndarray:
+        """The background fitted for ``fit`` (before any random crop), (h, w, 3) uint8 RGB.
+
+        random_crop returns the image scaled to just cover ``size``; the caller crops.
+        """
+        ck = (key, fit)
+        arr = self._bg_cache.get(ck)
+        if arr is not None:
+            self._bg_cache.move_to_end(ck)
+            return arr
+        path = self.base / key
+        img = _read(path, cv2.IMREAD_COLOR)
+        img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+        arr = fit_background(img, fit, size)
+        arr.setflags(write=False)
+        self._bg_cache[ck] = arr
+        if len(self._bg_cache) > self._bg_cache_size:
+            self._bg_cache.popitem(last=False)
+        return arr
+
+
+def fit_background(img: np.ndarray, fit: str, size: tuple[int, int]) -> np.ndarray:
+    """Fit an RGB image to ``size`` = (width, height); random_crop only scales to cover."""
+    W, H = size
+    h, w = img.shape[:2]
+    if fit == "resize":
+        return _resize(img, W, H)
+    if fit == "pad":
+        s = min(W / w, H / h)
+        nw, nh = max(1, round(w * s)), max(1, round(h * s))
+        out = np.zeros((H, W, 3), np.uint8)
+        x0, y0 = (W - nw) // 2, (H - nh) // 2
+        out[y0 : y0 + nh, x0 : x0 + nw] = _resize(img, nw, nh)
+        return out
+    s = max(W / w, H / h)
+    if abs(s - 1.0) < 1e-9:
+        return img
+    return _resize(img, max(W, round(w * s)), max(H, round(h * s)))
+
+
+def _resize(img: np.ndarray, w: int, h: int) -> np.ndarray:
+    if (img.shape[1], img.shape[0]) == (w, h):
+        return img
+    shrink = w < img.shape[1] and h < img.shape[0]
+    return cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+
+
+def _footprint(mask: np.ndarray) -> np.ndarray:
+    """Pixel centres of ``mask`` on a grid of at most FOOTPRINT_SIDE cells a side."""
+    h, w = mask.shape
+    step = max(1, int(np.ceil(max(h, w) / FOOTPRINT_SIDE)))
+    ys, xs = np.nonzero(mask[step // 2 :: step, step // 2 :: step])
+    return np.stack([xs * step + step // 2 + 0.5, ys * step + step // 2 + 0.5], axis=1).astype(np.float32)

@@ -1,0 +1,202 @@
+"""The Generator: item i = sample i, and whole runs written to disk (CLI and Python)."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import shutil
+from collections import Counter
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+from . import __version__
+from .annotate import annotate
+from .assets import AssetLibrary
+from .backends import BACKENDS
+from .errors import SynthgenError
+from .plan import Scene, plan_scene
+from .sample import Sample
+from .scheduler import PerClassSchedule
+from .spec import Spec, load_spec
+from .writers import make_writers
+
+# What a run writes; --overwrite removes exactly these, nothing else in the folder.
+OUTPUTS = ("images", "annotations", "labels", "voc", "manifest.jsonl", "dataset.json", "data.yaml")
+CHUNK = 8  # tasks per worker hand-off
+
+
+class Generator:
+    """Samples of one spec and seed. ``gen[i]`` is a pure function of (spec, seed, i).
+
+    Assets are listed when the Generator is made (bad paths fail at once); decoding and the
+    backend are created lazily in the process that uses them, so a Generator pickles cheaply
+    into worker processes.
+    """
+
+    def __init__(self, spec: Spec, seed: int | None = None):
+        self.spec = spec if seed is None else spec.model_copy(update={"seed": int(seed)})
+        self._lib: AssetLibrary | None = None
+        self._backend: Any = None
+        _ = self.library
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, seed: int | None = None, overrides: Iterable[str] = ()) -> Generator:
+        return cls(load_spec(path, overrides=overrides), seed=seed)
+
+    @property
+    def seed(self) -> int:
+        return self.spec.seed
+
+    @property
+    def library(self) -> AssetLibrary:
+        if self._lib is None:
+            self._lib = AssetLibrary(self.spec)
+        return self._lib
+
+    @property
+    def backend(self) -> Any:
+        if self._backend is None:
+            self._backend = BACKENDS[self.spec.kind](self.library)
+        return self._backend
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"spec": self.spec}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["spec"])
+
+    def plan(self, index: int, categories: Sequence[str] | None = None) -> Scene:
+        return plan_scene(self.spec, self.library, self.seed, index, categories)
+
+    def sample(self, index: int, categories: Sequence[str] | None = None) -> Sample:
+        """Sample ``index``; ``categories`` fixes which classes are placed (the scheduler's request)."""
+        if index < 0:
+            raise IndexError(f"sample index must be >= 0, got {index}")
+        scene = self.plan(index, categories)
+        render = self.backend.render(scene)
+        return Sample(index, render.image, annotate(self.spec, scene, render), scene)
+
+    def __getitem__(self, index: int) -> Sample:
+        return self.sample(index)
+
+    def __iter__(self) -> Iterator[Sample]:
+        i = 0
+        while True:
+            yield self.sample(i)
+            i += 1
+
+    def generate(
+        self,
+        out_dir: str | Path,
+        n: int | None = None,
+        per_class: int | None = None,
+        workers: int = 1,
+        overwrite: bool = False,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> dict[str, Any]:
+        """Write a dataset: ``n`` images, or exactly ``per_class`` labelled instances per class.
+
+        progress(images_done, instances_done) is called after each image is written.
+        Returns the summary also written to OUT/dataset.json.
+        """
+        if (n is None) == (per_class is None):
+            raise SynthgenError("give exactly one of n (images) or per_class (labelled instances per class)")
+        if (n is not None and n < 0) or (per_class is not None and per_class < 0):
+            raise SynthgenError("n and per_class must be >= 0")
+        if workers < 1:
+            raise SynthgenError(f"workers must be >= 1, got {workers}")
+        out = Path(out_dir)
+        _prepare_out(out, overwrite)
+        writers = make_writers(out, self.spec)
+        for w in writers:
+            w.start()
+        counts: dict[str, Counter] = {s: Counter() for s in self.spec.output.split}
+        images: Counter = Counter()
+        done = [0, 0]
+        pool = _pool(self, workers, out) if workers > 1 else None
+        try:
+            def run(tasks: list[tuple[int, list[str] | None]]) -> Iterator[tuple[int, str, list[str], list[Any]]]:
+                if pool is None:
+                    return (_produce_with(self, writers, t) for t in tasks)
+                return pool.imap(_produce, tasks, chunksize=CHUNK)
+
+            def consume(result: tuple[int, str, list[str], list[Any]]) -> list[str]:
+                _, split, cats, payloads = result
+                for w, p in zip(writers, payloads):
+                    w.write(p)
+                images[split] += 1
+                counts[split].update(cats)
+                done[0] += 1
+                done[1] += len(cats)
+                if progress:
+                    progress(done[0], done[1])
+                return cats
+
+            if n is not None:
+                for r in run([(i, None) for i in range(n)]):
+                    consume(r)
+            else:
+                schedule = PerClassSchedule(self.spec, self.seed, per_class)  # type: ignore[arg-type]
+                for tasks in schedule.rounds():
+                    for r in run(tasks):
+                        schedule.record(consume(r))
+        finally:
+            if pool is not None:
+                pool.terminate()
+                pool.join()
+        for w in writers:
+            w.finish()
+        summary = {
+            "synthgen_version": __version__,
+            "seed": self.seed,
+            "request": {"n": n} if n is not None else {"per_class": per_class},
+            "images": sum(images.values()),
+            "images_per_split": {s: images[s] for s in self.spec.output.split},
+            "instances_per_class": {c: sum(counts[s][c] for s in counts) for c in self.spec.categories},
+            "instances_per_split": {s: {c: counts[s][c] for c in self.spec.categories} for s in counts},
+            "spec": self.spec.to_json(),
+        }
+        (out / "dataset.json").write_text(json.dumps(summary, indent=2) + "\n")
+        return summary
+
+
+def _prepare_out(out: Path, overwrite: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise SynthgenError(f"--out {out} exists and is not a folder")
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise SynthgenError(f"--out {out} is not empty; pass --overwrite to replace a previous run there")
+        for name in OUTPUTS:
+            p = out / name
+            if p.is_dir():
+                shutil.rmtree(p)
+            elif p.exists():
+                p.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+
+
+# -- worker processes ----------------------------------------------------------------------
+# Each worker holds its own Generator (assets, backend) and encoders, built once in the
+# worker by the pool initializer; nothing is shared with the parent but the pickled spec.
+_worker: dict[str, Any] = {}
+
+
+def _init_worker(gen: Generator, out_dir: Path) -> None:
+    _worker["gen"] = gen
+    _worker["writers"] = make_writers(out_dir, gen.spec)
+
+
+def _produce(task: tuple[int, list[str] | None]) -> tuple[int, str, list[str], list[Any]]:
+    return _produce_with(_worker["gen"], _worker["writers"], task)
+
+
+def _produce_with(gen: Generator, writers: list, task: tuple[int, list[str] | None]) -> tuple[int, str, list[str], list[Any]]:
+    index, cats = task
+    sample = gen.sample(index, cats)
+    return index, sample.split, [a.category for a in sample.annotations], [w.encode(sample) for w in writers]
+
+
+def _pool(gen: Generator, workers: int, out_dir: Path):
+    # spawn, never fork: a forked child of a process holding a GL context hangs.
+    ctx = mp.get_context("spawn")
+    return ctx.Pool(workers, initializer=_init_worker, initargs=(gen, out_dir))

@@ -1,0 +1,69 @@
+"""Finished samples: the image and its labels, the only thing writers consume.
+
+Conventions (one inside, converted only in writers): boxes are xyxy float pixels in
+[0, W] x [0, H] (x1 = last column + 1); masks (H, W) bool; images (H, W, 3) uint8 RGB;
+category ids are 0-based indices into the spec's class order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .plan import Scene
+
+
+@dataclass
+class Annotation:
+    category: str
+    category_id: int
+    """0-based index of ``category`` in the spec's classes."""
+    bbox: tuple[float, float, float, float]
+    """Tight box of ``mask``, xyxy pixels."""
+    mask: np.ndarray
+    """(H, W) bool: pixels where this object is on top."""
+    area: int
+    """Visible pixels (= mask.sum())."""
+    visibility: float
+    """Visible pixels / the object's own pixels (occlusion and truncation both count)."""
+    truncation: float
+    """Share of the object's own pixels outside the frame."""
+    object_index: int
+    """Index of this object in ``scene.objects``."""
+
+
+@dataclass
+class Sample:
+    index: int
+    image: np.ndarray
+    annotations: list[Annotation]
+    scene: Scene
+    extras: dict = field(default_factory=dict)
+
+    @property
+    def split(self) -> str:
+        return self.scene.split
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height)."""
+        return self.image.shape[1], self.image.shape[0]
+
+    @property
+    def boxes(self) -> np.ndarray:
+        """(N, 4) float32 xyxy."""
+        return np.array([a.bbox for a in self.annotations], np.float32).reshape(-1, 4)
+
+    @property
+    def labels(self) -> np.ndarray:
+        """(N,) int64 0-based category ids."""
+        return np.array([a.category_id for a in self.annotations], np.int64)
+
+    @property
+    def masks(self) -> np.ndarray:
+        """(N, H, W) bool."""
+        h, w = self.image.shape[:2]
+        if not self.annotations:
+            return np.zeros((0, h, w), bool)
+        return np.stack([a.mask for a in self.annotations])

@@ -1,0 +1,26 @@
+"""Writers: pure encoders plus streaming file sinks, one module per format."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..spec import Spec
+from .base import Writer, sample_stem
+from .coco import CocoWriter, encode_coco
+from .images import ImageWriter, encode_image
+from .manifest import ManifestWriter
+from .voc import VocWriter, encode_voc, voc_box
+from .yolo import YoloWriter, encode_yolo
+
+FORMATS: dict[str, type[Writer]] = {"coco": CocoWriter, "yolo": YoloWriter, "voc": VocWriter}
+
+
+def make_writers(out_dir: Path, spec: Spec) -> list[Writer]:
+    """Images and manifest always, then the spec's label formats."""
+    return [ImageWriter(out_dir, spec), ManifestWriter(out_dir, spec)] + [FORMATS[f](out_dir, spec) for f in spec.output.formats]
+
+
+__all__ = [
+    "FORMATS", "CocoWriter", "ImageWriter", "ManifestWriter", "VocWriter", "Writer", "YoloWriter",
+    "encode_coco", "encode_image", "encode_voc", "encode_yolo", "make_writers", "sample_stem", "voc_box",
+]

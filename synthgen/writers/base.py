@@ -1,0 +1,43 @@
+"""The writer lifecycle.
+
+``encode(sample)`` is pure (sample -> small picklable payload: bytes, strings, dicts) and may
+run in a worker process; ``start``, ``write(payload)`` and ``finish`` do the file I/O, in the
+main process, in sample order. Writers stream: memory does not grow with the number of samples.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..sample import Sample
+from ..spec import Spec
+
+
+def sample_stem(index: int) -> str:
+    """File stem of sample ``index`` (zero-padded so names sort in index order)."""
+    return f"{index:06d}"
+
+
+class Writer:
+    name = "base"
+
+    def __init__(self, out_dir: Path, spec: Spec):
+        self.out_dir = Path(out_dir)
+        self.spec = spec
+
+    def image_file(self, sample: Sample) -> str:
+        """Image path relative to the output folder."""
+        return f"images/{sample.split}/{sample_stem(sample.index)}.{self.spec.output.image_format}"
+
+    def encode(self, sample: Sample) -> Any:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        """Create folders; called once before the first write."""
+
+    def write(self, payload: Any) -> None:
+        raise NotImplementedError
+
+    def finish(self) -> None:
+        """Complete the files; called once after the last write."""

@@ -1,0 +1,100 @@
+"""COCO instances: OUT/annotations/instances_<split>.json, streamed.
+
+Ids start at 1 in each file (images, annotations) and categories are 1-based in spec order.
+``bbox`` is xywh of the visible mask, ``area`` its pixel count, ``iscrowd`` 0, segmentation
+compressed RLE (counts as str) or polygons; with polygons, an object with holes is written as
+RLE, since COCO polygons are filled as a union and cannot hold a hole.
+Extra per-annotation keys ``visibility`` and ``truncation`` are kept (COCO tools ignore them).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from .. import __version__
+from ..sample import Sample
+from .base import Writer
+from .masks import encode_rle, polygons
+
+
+def encode_coco(sample: Sample, file_name: str, segmentation: str = "rle") -> dict[str, Any]:
+    """Image and annotation records without ids (the writer numbers them)."""
+    W, H = sample.size
+    anns = []
+    for a in sample.annotations:
+        x0, y0, x1, y1 = a.bbox
+        seg: Any
+        if segmentation == "polygon":
+            polys, has_hole = polygons(a.mask)
+            seg = encode_rle(a.mask) if has_hole else polys
+        else:
+            seg = encode_rle(a.mask)
+        anns.append({
+            "category_id": a.category_id + 1,
+            "bbox": [x0, y0, x1 - x0, y1 - y0],
+            "area": int(a.area),
+            "iscrowd": 0,
+            "segmentation": seg,
+            "visibility": round(float(a.visibility), 6),
+            "truncation": round(float(a.truncation), 6),
+        })
+    return {"split": sample.split, "image": {"file_name": file_name, "width": W, "height": H}, "annotations": anns}
+
+
+class CocoWriter(Writer):
+    name = "coco"
+
+    def __init__(self, out_dir: Path, spec):
+        super().__init__(out_dir, spec)
+        self._parts: dict[str, tuple[Any, Any]] = {}
+        self._ids: dict[str, list[int]] = {}
+
+    def encode(self, sample: Sample) -> dict[str, Any]:
+        # file_name relative to images/<split>/ as most COCO loaders expect.
+        file_name = self.image_file(sample).split("/", 2)[2]
+        return encode_coco(sample, file_name, self.spec.output.coco_segmentation)
+
+    def _tmp(self, split: str, what: str) -> Path:
+        return self.out_dir / "annotations" / f".instances_{split}.{what}.part"
+
+    def start(self) -> None:
+        (self.out_dir / "annotations").mkdir(parents=True, exist_ok=True)
+        for split in self.spec.output.split:
+            self._parts[split] = (self._tmp(split, "images").open("w"), self._tmp(split, "annotations").open("w"))
+            self._ids[split] = [0, 0]
+
+    def write(self, payload: dict[str, Any]) -> None:
+        split = payload["split"]
+        img_f, ann_f = self._parts[split]
+        ids = self._ids[split]
+        ids[0] += 1
+        img_f.write(("," if ids[0] > 1 else "") + json.dumps({"id": ids[0], **payload["image"]}) + "\n")
+        for ann in payload["annotations"]:
+            ids[1] += 1
+            ann_f.write(("," if ids[1] > 1 else "") + json.dumps({"id": ids[1], "image_id": ids[0], **ann}) + "\n")
+
+    def finish(self) -> None:
+        categories = [{"id": i + 1, "name": c, "supercategory": "object"} for i, c in enumerate(self.spec.categories)]
+        for split, (img_f, ann_f) in self._parts.items():
+            img_f.close()
+            ann_f.close()
+            final = self.out_dir / "annotations" / f"instances_{split}.json"
+            tmp = final.with_suffix(".json.part")
+            with tmp.open("w") as out:
+                out.write('{"info": ' + json.dumps({"description": "synthgen", "version": __version__}) + ',\n"licenses": [],\n')
+                out.write('"categories": ' + json.dumps(categories) + ',\n"images": [\n')
+                _copy(self._tmp(split, "images"), out)
+                out.write('],\n"annotations": [\n')
+                _copy(self._tmp(split, "annotations"), out)
+                out.write("]}\n")
+            tmp.replace(final)
+            self._tmp(split, "images").unlink()
+            self._tmp(split, "annotations").unlink()
+
+
+def _copy(src: Path, out) -> None:
+    with src.open() as f:
+        while chunk := f.read(1 << 20):
+            out.write(chunk)

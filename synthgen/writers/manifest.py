@@ -1,0 +1,36 @@
+"""OUT/manifest.jsonl: one line per sample with its planned scene (every random choice)."""
+
+from __future__ import annotations
+
+import json
+
+from ..sample import Sample
+from .base import Writer
+
+
+class ManifestWriter(Writer):
+    name = "manifest"
+
+    def encode(self, sample: Sample) -> str:
+        record = {
+            "index": sample.index,
+            "split": sample.split,
+            "file": self.image_file(sample),
+            "seed": sample.scene.seed,
+            "scene": sample.scene.to_json(),
+            "labels": [
+                {"object": a.object_index, "category": a.category, "bbox": list(a.bbox), "area": a.area,
+                 "visibility": round(a.visibility, 6), "truncation": round(a.truncation, 6)}
+                for a in sample.annotations
+            ],
+        }
+        return json.dumps(record) + "\n"
+
+    def start(self) -> None:
+        self._f = (self.out_dir / "manifest.jsonl").open("w")
+
+    def write(self, payload: str) -> None:
+        self._f.write(payload)
+
+    def finish(self) -> None:
+        self._f.close()
