@@ -66,6 +66,8 @@ def _expand(base: Path, pattern: str, key: str) -> list[str]:
         raise SpecError(f"{key}: {pattern!r} does not exist (looked for {full})")
     if not files:
         raise SpecError(f"{key}: {pattern!r} matches no image files ({', '.join(IMAGE_EXTS)}) in {full}")
+    if Path(pattern).is_absolute():
+        return [str(p) for p in files]
     return [os.path.relpath(p, base) for p in files]
 
 

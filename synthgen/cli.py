@@ -10,6 +10,7 @@ import cv2
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeRemainingColumn
+from rich.markup import escape
 from rich.text import Text
 
 from .errors import SynthgenError
@@ -27,7 +28,7 @@ class _Rate(ProgressColumn):
 
 
 def _fail(e: Exception) -> None:
-    err.print(f"[bold red]error:[/] {e}", highlight=False, markup=True)
+    err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
     raise typer.Exit(2)
 
 
@@ -73,7 +74,7 @@ def generate(
         _fail(e)
         return
     per = ", ".join(f"{c}: {k}" for c, k in summary["instances_per_class"].items())
-    err.print(f"wrote {summary['images']} images to {out} in {dt:.1f} s ({summary['images'] / max(dt, 1e-9):.1f} images/s); instances {per}", highlight=False)
+    err.print(f"wrote {summary['images']} images to {out} in {dt:.1f} s ({summary['images'] / max(dt, 1e-9):.1f} images/s); instances {per}", highlight=False, soft_wrap=True)
 
 
 @app.command()

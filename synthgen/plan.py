@@ -11,6 +11,7 @@ if ``flip``, rotated ``angle`` degrees counter-clockwise about its centre, with 
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
@@ -62,7 +63,18 @@ class Scene:
     """Bottom to top: later objects are pasted over earlier ones."""
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return json.loads(json.dumps(asdict(self)))
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Scene:
+        """Rebuild a Scene from ``to_json`` output (e.g. a manifest line's ``scene``)."""
+        bg = data["background"]
+        return cls(
+            data["index"], data["seed"], tuple(data["size"]), data["split"],
+            BackgroundPlan(bg["asset"], bg["fit"], tuple(bg["crop"])),
+            [ObjectPlan(o["category"], o["asset"], o["size_px"], o["angle"], o["flip"], tuple(o["center"]), o["labelled"])
+             for o in data["objects"]],
+        )
 
 
 def choose_split(splits: dict[str, float], seed: int, index: int) -> str:

@@ -6,6 +6,7 @@ they are checked exactly like keys written in the file.
 
 from __future__ import annotations
 
+import copy
 import difflib
 import types
 import typing
@@ -146,8 +147,9 @@ def _format_errors(
         if origin is not None:
             where = f"--set {overridden[origin]}"
         else:
+            at_key = e["type"] == "extra_forbidden"  # point at the key itself, else at its value
             for i in range(len(loc), -1, -1):
-                key_pos = positions.get(loc[:i] + ("__key__",)) if i == len(loc) else None
+                key_pos = positions.get(loc[:i] + ("__key__",)) if at_key and i == len(loc) else None
                 pos = key_pos or positions.get(loc[:i])
                 if pos:
                     where = f"{name}:{pos[0]}:{pos[1]}"
@@ -200,7 +202,7 @@ def spec_from_dict(
 ) -> Spec:
     if not isinstance(data, dict):
         raise SpecError(f"{name}: a spec must be a mapping of keys, got {type(data).__name__}")
-    data = yaml.safe_load(yaml.safe_dump(data))  # a deep copy we may edit
+    data = copy.deepcopy(data)  # we edit it; key order (= class order) is kept
     overridden: dict[Loc, str] = {}
     for key, value in parse_overrides(overrides):
         _set_path(data, key, value)

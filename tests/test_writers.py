@@ -1,0 +1,201 @@
+"""Checks by real clients: pycocotools and supervision read what we write."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import supervision as sv
+import yaml
+from pycocotools import mask as mask_utils
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+from synthgen import Generator
+from synthgen.spec import spec_from_dict
+
+from .conftest import base_spec
+
+
+def _run(assets: Path, out: Path, **output) -> tuple[Generator, Path]:
+    raw = base_spec(assets)
+    raw["objects_per_image"] = [0, 5]
+    raw["output"].update(output)
+    gen = Generator(spec_from_dict(raw))
+    gen.generate(out, n=24)
+    return gen, out
+
+
+@pytest.fixture(scope="module")
+def run_rle(assets, tmp_path_factory):
+    return _run(assets, tmp_path_factory.mktemp("rle"))
+
+
+@pytest.fixture(scope="module")
+def run_poly(assets, tmp_path_factory):
+    return _run(assets, tmp_path_factory.mktemp("poly"), coco_segmentation="polygon", yolo_task="segment")
+
+
+def _quiet(fn, *a):
+    with contextlib.redirect_stdout(io.StringIO()):
+        return fn(*a)
+
+
+def _self_eval(ann_file: Path, iou_type: str) -> float:
+    gt = _quiet(COCO, str(ann_file))
+    dets = [{**a, "score": 1.0} for a in gt.dataset["annotations"]]
+    dt = _quiet(gt.loadRes, dets)
+    ev = COCOeval(gt, dt, iou_type)
+    _quiet(ev.evaluate)
+    _quiet(ev.accumulate)
+    _quiet(ev.summarize)
+    return float(ev.stats[0])
+
+
+@pytest.mark.parametrize("which", ["run_rle", "run_poly"])
+def test_coco_loads_and_self_eval_gives_ap_1(which, request):
+    gen, out = request.getfixturevalue(which)
+    total = 0
+    for split in gen.spec.output.split:
+        f = out / "annotations" / f"instances_{split}.json"
+        data = json.loads(f.read_text())
+        if not data["annotations"]:
+            continue
+        total += len(data["annotations"])
+        assert [im["id"] for im in data["images"]] == list(range(1, len(data["images"]) + 1))
+        assert [a["id"] for a in data["annotations"]] == list(range(1, len(data["annotations"]) + 1))
+        assert [c["id"] for c in data["categories"]] == [1, 2, 3]
+        assert _self_eval(f, "bbox") == pytest.approx(1.0)
+        assert _self_eval(f, "segm") == pytest.approx(1.0)
+    assert total > 20
+
+
+def test_coco_rle_matches_area_and_bbox(run_rle):
+    gen, out = run_rle
+    data = json.loads((out / "annotations" / "instances_train.json").read_text())
+    images = {im["id"]: im for im in data["images"]}
+    for a in data["annotations"]:
+        rle = a["segmentation"]
+        assert isinstance(rle["counts"], str) and a["iscrowd"] == 0
+        rle_b = {"size": rle["size"], "counts": rle["counts"].encode()}
+        assert int(mask_utils.area(rle_b)) == a["area"]
+        assert list(mask_utils.toBbox(rle_b)) == pytest.approx(a["bbox"])
+        im = images[a["image_id"]]
+        assert rle["size"] == [im["height"], im["width"]]
+        assert 0 < a["visibility"] <= 1 and 0 <= a["truncation"] < 1
+    # labels on disk equal the in-memory sample (re-generated from the manifest index)
+    manifest = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    first = next(m for m in manifest if m["split"] == "train" and m["labels"])
+    sample = gen[first["index"]]
+    assert [list(a.bbox) for a in sample.annotations] == [lab["bbox"] for lab in first["labels"]]
+    assert first["scene"] == sample.scene.to_json()
+
+
+def test_polygons_hold_parts_and_holes(run_poly):
+    gen, out = run_poly
+    data = json.loads((out / "annotations" / "instances_train.json").read_text())
+    kinds = {"polygon": 0, "rle": 0}
+    for a in data["annotations"]:
+        im = next(i for i in data["images"] if i["id"] == a["image_id"])
+        h, w = im["height"], im["width"]
+        seg = a["segmentation"]
+        if isinstance(seg, dict):  # an object with a hole: RLE keeps it exact
+            kinds["rle"] += 1
+            continue
+        kinds["polygon"] += 1
+        decoded = mask_utils.decode(mask_utils.merge(mask_utils.frPyObjects(seg, h, w)))
+        # polygons through pixel centres lose about half a pixel around the edge
+        assert decoded.sum() <= a["area"] + 1
+        assert decoded.sum() >= 0.3 * a["area"] or a["area"] < 40
+    assert kinds["polygon"] > 0 and kinds["rle"] > 0
+
+
+def test_yolo_detect_lines_and_data_yaml(run_rle):
+    gen, out = run_rle
+    data = yaml.safe_load((out / "data.yaml").read_text())
+    assert data["names"] == {0: "ring", 1: "pair", 2: "bar"}
+    assert data["train"] == "images/train" and data["val"] == "images/val"
+    n_lines = 0
+    for f in (out / "labels").rglob("*.txt"):
+        for line in f.read_text().splitlines():
+            c, *vals = line.split()
+            assert int(c) in (0, 1, 2) and len(vals) == 4
+            assert all(0.0 <= float(v) <= 1.0 for v in vals)
+            n_lines += 1
+    images = list((out / "images").rglob("*.jpg"))
+    assert len(images) == 24 == len(list((out / "labels").rglob("*.txt")))
+    assert n_lines > 20
+
+
+def test_yolo_segment_polygons_cover_the_mask(run_poly):
+    gen, out = run_poly
+    manifest = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    checked = 0
+    for m in manifest[:12]:
+        sample = gen[m["index"]]
+        lines = (out / "labels" / m["split"] / f"{m['index']:06d}.txt").read_text().splitlines()
+        assert len(lines) == len(sample.annotations)
+        W, H = sample.size
+        for line, a in zip(lines, sample.annotations):
+            vals = np.array(line.split()[1:], float).reshape(-1, 2) * (W, H) - 0.5
+            canvas = np.zeros((H, W), np.uint8)
+            cv2.fillPoly(canvas, [np.round(vals).astype(np.int32)], 1)
+            iou = (canvas.astype(bool) & a.mask).sum() / (canvas.astype(bool) | a.mask).sum()
+            assert iou > 0.6 or a.area < 40
+            checked += 1
+    assert checked > 5
+
+
+def test_voc_boxes_are_one_based_inclusive(run_rle):
+    gen, out = run_rle
+    manifest = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    for m in manifest:
+        root = ET.parse(out / "voc" / m["split"] / f"{m['index']:06d}.xml").getroot()
+        objs = root.findall("object")
+        assert len(objs) == len(m["labels"])
+        for o, lab in zip(objs, m["labels"]):
+            b = [int(o.find(f"bndbox/{k}").text) for k in ("xmin", "ymin", "xmax", "ymax")]
+            x0, y0, x1, y1 = lab["bbox"]
+            assert b == [int(x0) + 1, int(y0) + 1, int(x1), int(y1)]
+            assert o.find("name").text == lab["category"]
+            assert o.find("difficult").text == "0"
+
+
+def test_supervision_finds_the_same_boxes_in_coco_yolo_and_voc(run_rle):
+    gen, out = run_rle
+    for split in gen.spec.output.split:
+        img_dir = str(out / "images" / split)
+        coco = sv.DetectionDataset.from_coco(img_dir, str(out / "annotations" / f"instances_{split}.json"))
+        yolo = sv.DetectionDataset.from_yolo(img_dir, str(out / "labels" / split), str(out / "data.yaml"))
+        voc = sv.DetectionDataset.from_pascal_voc(img_dir, str(out / "voc" / split))
+        assert coco.classes == yolo.classes == ["ring", "pair", "bar"]
+        by_name = lambda ds: {Path(p).name: d for p, _, d in ds}  # noqa: E731
+        c, y, v = by_name(coco), by_name(yolo), by_name(voc)
+        assert set(c) == set(y) == set(v) and len(c) > 0
+        for name in c:
+            order = lambda d: np.lexsort(d.xyxy.T[::-1]) if len(d) else []  # noqa: E731
+            cb, yb, vb = c[name].xyxy[order(c[name])], y[name].xyxy[order(y[name])], v[name].xyxy[order(v[name])]
+            assert len(cb) == len(yb) == len(vb)
+            np.testing.assert_allclose(cb, yb, atol=0.01)  # YOLO keeps 6 decimals of normalised coordinates
+            np.testing.assert_allclose(cb, vb, atol=1.0)  # VOC rounds to whole pixels
+            names_c = [coco.classes[i] for i in c[name].class_id[order(c[name])]]
+            names_v = [voc.classes[i] for i in v[name].class_id[order(v[name])]]
+            assert names_c == names_v
+
+
+def test_images_without_labels_are_written_in_every_format(run_rle):
+    gen, out = run_rle
+    manifest = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    empty = [m for m in manifest if not m["labels"]]
+    assert empty, "the fixture run should contain at least one image without labels"
+    m = empty[0]
+    assert (out / "labels" / m["split"] / f"{m['index']:06d}.txt").read_text() == ""
+    assert ET.parse(out / "voc" / m["split"] / f"{m['index']:06d}.xml").getroot().find("object") is None
+    data = json.loads((out / "annotations" / f"instances_{m['split']}.json").read_text())
+    assert any(im["file_name"] == f"{m['index']:06d}.jpg" for im in data["images"])
