@@ -22,7 +22,7 @@ from .writers import make_writers
 
 # What a run writes; --overwrite removes exactly these, nothing else in the folder.
 OUTPUTS = ("images", "annotations", "labels", "voc", "manifest.jsonl", "dataset.json", "data.yaml")
-CHUNK = 8  # tasks per worker hand-off
+CHUNK = 16  # tasks per worker hand-off
 
 
 class Generator:
@@ -123,7 +123,8 @@ class Generator:
             def consume(result: tuple[int, str, list[str], list[Any]]) -> list[str]:
                 _, split, cats, payloads = result
                 for w, p in zip(writers, payloads):
-                    w.write(p)
+                    if not w.per_sample:
+                        w.write(p)
                 images[split] += 1
                 counts[split].update(cats)
                 done[0] += 1
@@ -193,7 +194,14 @@ def _produce(task: tuple[int, list[str] | None]) -> tuple[int, str, list[str], l
 def _produce_with(gen: Generator, writers: list, task: tuple[int, list[str] | None]) -> tuple[int, str, list[str], list[Any]]:
     index, cats = task
     sample = gen.sample(index, cats)
-    return index, sample.split, [a.category for a in sample.annotations], [w.encode(sample) for w in writers]
+    payloads = []
+    for w in writers:
+        payload = w.encode(sample)
+        if w.per_sample:  # its own files: write here, hand nothing back
+            w.write(payload)
+            payload = None
+        payloads.append(payload)
+    return index, sample.split, [a.category for a in sample.annotations], payloads
 
 
 def _pool(gen: Generator, workers: int, out_dir: Path):

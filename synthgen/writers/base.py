@@ -1,8 +1,11 @@
 """The writer lifecycle.
 
 ``encode(sample)`` is pure (sample -> small picklable payload: bytes, strings, dicts) and may
-run in a worker process; ``start``, ``write(payload)`` and ``finish`` do the file I/O, in the
-main process, in sample order. Writers stream: memory does not grow with the number of samples.
+run in a worker process. ``start`` and ``finish`` run once in the main process. ``write(payload)``
+does the file I/O: for a writer whose files are one per sample (``per_sample = True``: images,
+YOLO, VOC) it runs in the process that made the sample, since order does not matter there;
+for a writer that streams into shared files (COCO, the manifest) it runs in the main process,
+in sample order. Writers stream: memory does not grow with the number of samples.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ def sample_stem(index: int) -> str:
 
 class Writer:
     name = "base"
+    per_sample = False
+    """True when each sample gets files of its own, written wherever the sample was made."""
 
     def __init__(self, out_dir: Path, spec: Spec):
         self.out_dir = Path(out_dir)

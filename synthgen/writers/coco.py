@@ -54,7 +54,10 @@ class CocoWriter(Writer):
     def encode(self, sample: Sample) -> dict[str, Any]:
         # file_name relative to images/<split>/ as most COCO loaders expect.
         file_name = self.image_file(sample).split("/", 2)[2]
-        return encode_coco(sample, file_name, self.spec.output.coco_segmentation)
+        rec = encode_coco(sample, file_name, self.spec.output.coco_segmentation)
+        # Serialised here (in the worker); write() only prefixes the ids.
+        return {"split": rec["split"], "image": json.dumps(rec["image"])[1:],
+                "annotations": [json.dumps(a)[1:] for a in rec["annotations"]]}
 
     def _tmp(self, split: str, what: str) -> Path:
         return self.out_dir / "annotations" / f".instances_{split}.{what}.part"
@@ -70,10 +73,10 @@ class CocoWriter(Writer):
         img_f, ann_f = self._parts[split]
         ids = self._ids[split]
         ids[0] += 1
-        img_f.write(("," if ids[0] > 1 else "") + json.dumps({"id": ids[0], **payload["image"]}) + "\n")
+        img_f.write(f'{"," if ids[0] > 1 else ""}{{"id": {ids[0]}, {payload["image"]}\n')
         for ann in payload["annotations"]:
             ids[1] += 1
-            ann_f.write(("," if ids[1] > 1 else "") + json.dumps({"id": ids[1], "image_id": ids[0], **ann}) + "\n")
+            ann_f.write(f'{"," if ids[1] > 1 else ""}{{"id": {ids[1]}, "image_id": {ids[0]}, {ann}\n')
 
     def finish(self) -> None:
         categories = [{"id": i + 1, "name": c, "supercategory": "object"} for i, c in enumerate(self.spec.categories)]

@@ -23,6 +23,7 @@ def encode_image(image, image_format: str, quality: int) -> bytes:
 
 class ImageWriter(Writer):
     name = "images"
+    per_sample = True
 
     def encode(self, sample: Sample) -> tuple[str, bytes]:
         out = self.spec.output

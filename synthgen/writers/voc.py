@@ -41,6 +41,7 @@ def encode_voc(sample: Sample, file_name: str) -> str:
 
 class VocWriter(Writer):
     name = "voc"
+    per_sample = True
 
     def encode(self, sample: Sample) -> tuple[str, str]:
         file_name = self.image_file(sample).rsplit("/", 1)[1]

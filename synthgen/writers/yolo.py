@@ -39,6 +39,7 @@ def encode_yolo(sample: Sample, task: str = "detect") -> list[str]:
 
 class YoloWriter(Writer):
     name = "yolo"
+    per_sample = True
 
     def encode(self, sample: Sample) -> tuple[str, str]:
         lines = encode_yolo(sample, self.spec.output.yolo_task)
