@@ -21,7 +21,7 @@ def annotate(spec: Spec, scene: Scene, render: Render) -> list[Annotation]:
     names = spec.categories
     out = []
     for k, obj in enumerate(scene.objects):
-        if not obj.labelled or render.own_area[k] == 0:
+        if not obj.labelled or obj.category is None or render.own_area[k] == 0:
             continue
         x0, y0, x1, y1 = (int(v) for v in render.regions[k])
         if x1 <= x0 or y1 <= y0:

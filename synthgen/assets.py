@@ -37,6 +37,8 @@ class Cutout:
 
     rgba: np.ndarray
     footprint: np.ndarray
+    small: np.ndarray
+    """(hs, ws) uint8 0/1 mask, longer side at most FOOTPRINT_SIDE, for the placement solver."""
 
     @property
     def size(self) -> tuple[int, int]:
@@ -51,6 +53,10 @@ class CutoutRef:
     image: str
     mask: str | None = None
     inverted: bool = False
+    defringe: int = 0
+
+
+DISTRACTOR = None  # the "category" of distractor cutouts in AssetLibrary.ref / plans
 
 
 def _expand(base: Path, pattern: str, key: str) -> list[str]:
@@ -84,22 +90,44 @@ class AssetLibrary:
     def __init__(self, spec: Spec, background_cache: int = 64):
         self.spec = spec
         self.base = Path(spec.base_dir)
-        self.backgrounds: list[str] = []
+        files: list[str] = []
         for i, p in enumerate(spec.backgrounds.paths):
-            self.backgrounds += _expand(self.base, p, f"backgrounds.paths.{i}")
+            files += _expand(self.base, p, f"backgrounds.paths.{i}")
+        self.regions: dict[str, str] = {}
+        pattern = spec.backgrounds.regions
+        if pattern:
+            region_files = {os.path.normpath(_sibling(f, pattern)) for f in files}
+            files = [f for f in files if os.path.normpath(f) not in region_files]
+            for f in files:
+                r = _sibling(f, pattern)
+                if (self.base / r).is_file():
+                    self.regions[f] = r
+        if not files:
+            raise SpecError("backgrounds.paths: only region masks found, no background images")
+        self.backgrounds = files
         self.cutouts: dict[str, list[CutoutRef]] = {}
         for name, cls in spec.classes.items():
-            files: list[str] = []
-            for i, p in enumerate(cls.source):
-                files += _expand(self.base, p, f"classes.{name}.source.{i}")
-            self.cutouts[name] = self._pair_masks(name, files, cls.mask, cls.mask_inverted)
+            self.cutouts[name] = self._list_source(f"classes.{name}", cls)
+        d = spec.distractors
+        self.distractors: list[CutoutRef] = self._list_source("distractors", d) if d is not None and d.source else []
+        self.textures: list[str] = []
+        if d is not None:
+            for i, p in enumerate(d.textures):
+                self.textures += _expand(self.base, p, f"distractors.textures.{i}")
         self._refs = {(name, r.image): r for name, refs in self.cutouts.items() for r in refs}
+        self._refs.update({(DISTRACTOR, r.image): r for r in self.distractors})
         self._cutout_cache: dict[str, Cutout] = {}
-        self._bg_cache: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
+        self._bg_cache: OrderedDict[tuple[str, str, str], np.ndarray] = OrderedDict()
         self._bg_cache_size = background_cache
 
-    def _pair_masks(self, name: str, files: list[str], pattern: str | None, inverted: bool) -> list[CutoutRef]:
-        key = f"classes.{name}"
+    def _list_source(self, key: str, src) -> list[CutoutRef]:
+        files: list[str] = []
+        for i, p in enumerate(src.source):
+            files += _expand(self.base, p, f"{key}.source.{i}")
+        refs = self._pair_masks(key, files, src.mask, src.mask_inverted)
+        return [CutoutRef(r.image, r.mask, r.inverted, src.defringe) for r in refs]
+
+    def _pair_masks(self, key: str, files: list[str], pattern: str | None, inverted: bool) -> list[CutoutRef]:
         if pattern is None:
             refs = []
             for f in files:
@@ -126,8 +154,8 @@ class AssetLibrary:
         return refs
 
     # -- cutouts ---------------------------------------------------------------------------
-    def ref(self, category: str, image: str) -> CutoutRef:
-        """The cutout of ``category`` whose image path (as in a plan) is ``image``."""
+    def ref(self, category: str | None, image: str) -> CutoutRef:
+        """The cutout of ``category`` (None: a distractor) whose image path (as in a plan) is ``image``."""
         try:
             return self._refs[(category, image)]
         except KeyError:
@@ -139,6 +167,14 @@ class AssetLibrary:
         if cached is None:
             cached = self._cutout_cache[ref.image] = self._load_cutout(ref)
         return cached
+
+    def texture(self, key: str) -> np.ndarray:
+        """A texture image for procedural distractors, (h, w, 3) uint8 RGB (cached)."""
+        arr = self._bg_cache.get((key, "texture", ""))
+        if arr is None:
+            arr = cv2.cvtColor(_read(self.base / key, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+            self._remember((key, "texture", ""), arr)
+        return arr
 
     def _load_cutout(self, ref: CutoutRef) -> Cutout:
         path = self.base / ref.image
@@ -161,9 +197,11 @@ class AssetLibrary:
             raise SpecError(f"{path}: the object mask is empty" + (" (is mask_inverted right?)" if ref.mask else ""))
         ys, xs = np.nonzero(rgba[..., 3])
         rgba = np.ascontiguousarray(rgba[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1])
+        if ref.defringe:
+            rgba = defringe(rgba, ref.defringe)
         a = rgba[..., 3:4].astype(np.uint16)
         rgba[..., :3] = ((rgba[..., :3] * a + 127) // 255).astype(np.uint8)
-        return Cutout(rgba=rgba, footprint=_footprint(rgba[..., 3] >= ALPHA_ON))
+        return make_cutout(rgba)
 
     # -- backgrounds ------------------------------------------------------------------------
     def background(self, key: str, fit: str, size: tuple[int, int]) -> np.ndarray:
@@ -171,20 +209,64 @@ class AssetLibrary:
 
         random_crop returns the image scaled to just cover ``size``; the caller crops.
         """
-        ck = (key, fit)
+        ck = (key, fit, "image")
         arr = self._bg_cache.get(ck)
         if arr is not None:
             self._bg_cache.move_to_end(ck)
             return arr
-        path = self.base / key
-        img = _read(path, cv2.IMREAD_COLOR)
-        img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+        img = cv2.cvtColor(_read(self.base / key, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
         arr = fit_background(img, fit, size)
+        self._remember(ck, arr)
+        return arr
+
+    def region(self, key: str, fit: str, size: tuple[int, int]) -> np.ndarray | None:
+        """The placement region of background ``key``, fitted like it: (h, w) bool, or None."""
+        rkey = self.regions.get(key)
+        if rkey is None:
+            return None
+        ck = (key, fit, "region")
+        arr = self._bg_cache.get(ck)
+        if arr is None:
+            mask = _read(self.base / rkey, cv2.IMREAD_GRAYSCALE)
+            img_h, img_w = self.background(key, fit, size).shape[:2]
+            src = _read(self.base / key, cv2.IMREAD_COLOR).shape[:2]
+            if mask.shape[:2] != src:
+                raise SpecError(f"{self.base / rkey}: region is {mask.shape[1]}x{mask.shape[0]}, background {self.base / key} is {src[1]}x{src[0]}")
+            arr = fit_background(np.dstack([mask] * 3), fit, size)[..., 0] >= 128
+            if not arr.any():
+                raise SpecError(f"{self.base / rkey}: the placement region is empty")
+            self._remember(ck, arr)
+        return arr
+
+    def _remember(self, key: tuple, arr: np.ndarray) -> None:
         arr.setflags(write=False)
-        self._bg_cache[ck] = arr
+        self._bg_cache[key] = arr
         if len(self._bg_cache) > self._bg_cache_size:
             self._bg_cache.popitem(last=False)
-        return arr
+
+
+def _sibling(f: str, pattern: str) -> str:
+    return os.path.join(os.path.dirname(f), pattern.format(stem=Path(f).stem))
+
+
+def defringe(rgba: np.ndarray, px: int) -> np.ndarray:
+    """Replace the colour of the outer ``px`` pixels of the object (and any soft edge) by the
+    colour of the nearest interior pixel, so the photo's old background does not show as a
+    halo. Alpha is kept. (h, w, 4) uint8 straight (not premultiplied) RGBA in and out."""
+    alpha = rgba[..., 3]
+    interior = cv2.erode((alpha == 255).astype(np.uint8), np.ones((3, 3), np.uint8), iterations=px).astype(bool)
+    if not interior.any():
+        return rgba
+    band = (alpha > 0) & ~interior
+    if not band.any():
+        return rgba
+    _, labels = cv2.distanceTransformWithLabels((~interior).astype(np.uint8), cv2.DIST_L2, 3, labelType=cv2.DIST_LABEL_PIXEL)
+    # label k is the k-th interior pixel in raster order
+    coords = np.argwhere(interior)
+    src = coords[labels[band] - 1]
+    out = rgba.copy()
+    out[band, :3] = rgba[src[:, 0], src[:, 1], :3]
+    return out
 
 
 def fit_background(img: np.ndarray, fit: str, size: tuple[int, int]) -> np.ndarray:
@@ -211,6 +293,15 @@ def _resize(img: np.ndarray, w: int, h: int) -> np.ndarray:
         return img
     shrink = w < img.shape[1] and h < img.shape[0]
     return cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+
+
+def make_cutout(rgba: np.ndarray) -> Cutout:
+    """A Cutout from premultiplied, cropped RGBA."""
+    solid = rgba[..., 3] >= ALPHA_ON
+    h, w = solid.shape
+    f = min(1.0, FOOTPRINT_SIDE / max(h, w))
+    small = cv2.resize(solid.astype(np.uint8), (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_NEAREST)
+    return Cutout(rgba=rgba, footprint=_footprint(solid), small=small)
 
 
 def _footprint(mask: np.ndarray) -> np.ndarray:

@@ -86,14 +86,21 @@ def show(
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a spec key: key.path=value.")] = None,
     cols: Annotated[int, typer.Option(help="Grid columns when several indices are given.")] = 3,
     no_masks: Annotated[bool, typer.Option("--no-masks", help="Draw boxes only.")] = False,
+    no_labels: Annotated[bool, typer.Option("--no-labels", help="The image alone, nothing drawn.")] = False,
+    blend: Annotated[Optional[list[str]], typer.Option("--blend", help="Render the same scene with this blend mode; repeat for a grid.")] = None,
 ) -> None:
     """Render sample(s) with boxes, masks and class names drawn, to look at your data."""
     from .generator import Generator
+    from .spec.models import BLEND_MODES
     from .visualize import draw_sample, grid
 
     try:
+        for b in blend or []:
+            if b not in BLEND_MODES:
+                raise SynthgenError(f"--blend {b!r}: choose from {', '.join(BLEND_MODES)}")
         gen = Generator.from_yaml(spec, seed=seed, overrides=_overrides(set_, None))
-        pictures = [draw_sample(gen[i], masks=not no_masks) for i in index]
+        samples = [gen.sample(i, variant=b) for i in index for b in (blend or [None])]
+        pictures = [s.image if no_labels else draw_sample(s, masks=not no_masks) for s in samples]
     except SynthgenError as e:
         _fail(e)
         return
@@ -102,6 +109,31 @@ def show(
     if not cv2.imwrite(str(out), cv2.cvtColor(picture, cv2.COLOR_RGB2BGR)):
         _fail(SynthgenError(f"could not write {out}"))
     err.print(f"wrote {out}", highlight=False)
+
+
+@app.command()
+def extract(
+    coco_json: Annotated[Path, typer.Argument(help="COCO instances JSON of real, annotated photos.")],
+    images_dir: Annotated[Path, typer.Argument(help="Folder the JSON's file_name entries are relative to.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Bank folder to write.")] = Path("bank"),
+    min_area: Annotated[int, typer.Option(help="Skip instances with fewer mask pixels.")] = 400,
+    classes: Annotated[Optional[str], typer.Option(help="Only these classes, comma-separated.")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Write into a non-empty --out.")] = False,
+) -> None:
+    """Cut every usable instance of a real COCO dataset into RGBA cutouts by class (a bank)."""
+    from .bank import extract_bank
+
+    try:
+        if out.exists() and any(out.iterdir()) and not overwrite:
+            raise SynthgenError(f"--out {out} is not empty; pass --overwrite to add to it")
+        wanted = [c.strip() for c in classes.split(",") if c.strip()] if classes else None
+        index = extract_bank(coco_json, images_dir, out, min_area=min_area, classes=wanted)
+    except SynthgenError as e:
+        _fail(e)
+        return
+    per = ", ".join(f"{c}: {k}" for c, k in index["classes"].items()) or "none"
+    skipped = ", ".join(f"{r}: {k}" for r, k in index["skipped"].items()) or "none"
+    err.print(f"wrote {len(index['cutouts'])} cutouts to {out} ({per}); skipped {skipped}", highlight=False, soft_wrap=True)
 
 
 def main() -> None:

@@ -13,7 +13,8 @@ from . import __version__
 from .annotate import annotate
 from .assets import AssetLibrary
 from .backends import BACKENDS
-from .errors import SynthgenError
+from .augment import Augmenter
+from .errors import SpecError, SynthgenError
 from .plan import Scene, plan_scene
 from .sample import Sample
 from .scheduler import PerClassSchedule
@@ -38,6 +39,12 @@ class Generator:
         self._lib: AssetLibrary | None = None
         self._backend: Any = None
         _ = self.library
+        Augmenter(self.spec)  # bad transform names or parameters fail now, naming the key
+        for c in self.spec.categories:
+            p = self.spec.placement_for(c)
+            if p.visibility_range is not None and p.visibility_range[1] < p.min_visibility:
+                raise SpecError(f"classes.{c}: visibility_range {list(p.visibility_range)} lies below min_visibility "
+                                f"{p.min_visibility}: no object could be labelled")
 
     @classmethod
     def from_yaml(cls, path: str | Path, seed: int | None = None, overrides: Iterable[str] = ()) -> Generator:
@@ -68,13 +75,28 @@ class Generator:
     def plan(self, index: int, categories: Sequence[str] | None = None) -> Scene:
         return plan_scene(self.spec, self.library, self.seed, index, categories)
 
-    def sample(self, index: int, categories: Sequence[str] | None = None) -> Sample:
-        """Sample ``index``; ``categories`` fixes which classes are placed (the scheduler's request)."""
+    def sample(self, index: int, categories: Sequence[str] | None = None, variant: str | None = None) -> Sample:
+        """Sample ``index``.
+
+        categories: fixes which classes are placed (the scheduler's request; [] = negative).
+        variant: render the planned scene with this blend mode on every object.
+        """
         if index < 0:
             raise IndexError(f"sample index must be >= 0, got {index}")
+        return self._render(self.plan(index, categories), variant)
+
+    def _render(self, scene: Scene, variant: str | None) -> Sample:
+        render = self.backend.render(scene, blend=variant)
+        return Sample(scene.index, render.image, annotate(self.spec, scene, render), scene, variant)
+
+    def samples(self, index: int, categories: Sequence[str] | None = None) -> list[Sample]:
+        """What a run writes for ``index``: one sample, or one per ``write_blend_variants`` mode
+        (the same planned scene, so the same labels)."""
+        variants = self.spec.write_blend_variants
+        if not variants:
+            return [self.sample(index, categories)]
         scene = self.plan(index, categories)
-        render = self.backend.render(scene)
-        return Sample(index, render.image, annotate(self.spec, scene, render), scene)
+        return [self._render(scene, v) for v in variants]
 
     def __getitem__(self, index: int) -> Sample:
         return self.sample(index)
@@ -112,26 +134,32 @@ class Generator:
             w.start()
         counts: dict[str, Counter] = {s: Counter() for s in self.spec.output.split}
         images: Counter = Counter()
+        distinct: Counter = Counter()
+        measured: dict[str, list[tuple[float, float]]] = {c: [] for c in self.spec.categories}
         done = [0, 0]
         pool = _pool(self, workers, out) if workers > 1 else None
         try:
-            def run(tasks: list[tuple[int, list[str] | None]]) -> Iterator[tuple[int, str, list[str], list[Any]]]:
+            def run(tasks: list[tuple[int, list[str] | None]]) -> Iterator[list[Result]]:
                 if pool is None:
                     return (_produce_with(self, writers, t) for t in tasks)
                 return pool.imap(_produce, tasks, chunksize=CHUNK)
 
-            def consume(result: tuple[int, str, list[str], list[Any]]) -> list[str]:
-                _, split, cats, payloads = result
-                for w, p in zip(writers, payloads):
-                    if not w.per_sample:
-                        w.write(p)
-                images[split] += 1
-                counts[split].update(cats)
+            def consume(results: list[Result]) -> list[str]:
+                for split, labels, payloads in results:
+                    for w, p in zip(writers, payloads):
+                        if not w.per_sample:
+                            w.write(p)
+                    images[split] += 1
+                    counts[split].update(c for c, _, _ in labels)
+                    done[1] += len(labels)
                 done[0] += 1
-                done[1] += len(cats)
+                labels = results[0][1]  # every variant has the same labels
+                distinct.update(c for c, _, _ in labels)
+                for c, vis, trunc in labels:
+                    measured[c].append((vis, trunc))
                 if progress:
-                    progress(done[0], done[1])
-                return cats
+                    progress(done[0], sum(distinct.values()))
+                return [c for c, _, _ in labels]
 
             if n is not None:
                 for r in run([(i, None) for i in range(n)]):
@@ -151,14 +179,40 @@ class Generator:
             "synthgen_version": __version__,
             "seed": self.seed,
             "request": {"n": n} if n is not None else {"per_class": per_class},
+            "scenes": done[0],
             "images": sum(images.values()),
             "images_per_split": {s: images[s] for s in self.spec.output.split},
             "instances_per_class": {c: sum(counts[s][c] for s in counts) for c in self.spec.categories},
             "instances_per_split": {s: {c: counts[s][c] for c in self.spec.categories} for s in counts},
+            "distinct_instances_per_class": {c: distinct[c] for c in self.spec.categories},
+            "blend_variants": list(self.spec.write_blend_variants),
+            "targets": _target_report(self.spec, measured),
             "spec": self.spec.to_json(),
         }
         (out / "dataset.json").write_text(json.dumps(summary, indent=2) + "\n")
         return summary
+
+
+def _target_report(spec: Spec, measured: dict[str, list[tuple[float, float]]]) -> dict[str, Any]:
+    """How well labelled instances met visibility_range / truncation_range, per class."""
+    report: dict[str, Any] = {}
+    for c in spec.categories:
+        p = spec.placement_for(c)
+        vals = measured[c]
+        entry: dict[str, Any] = {}
+        for key, i in (("visibility_range", 0), ("truncation_range", 1)):
+            rng_ = getattr(p, key)
+            if rng_ is None or not vals:
+                continue
+            xs = [v[i] for v in vals]
+            entry[key] = {
+                "target": list(rng_),
+                "share_in_range": round(sum(rng_[0] <= x <= rng_[1] for x in xs) / len(xs), 4),
+                "mean": round(sum(xs) / len(xs), 4),
+            }
+        if entry:
+            report[c] = entry
+    return report
 
 
 def _prepare_out(out: Path, overwrite: bool) -> None:
@@ -187,21 +241,27 @@ def _init_worker(gen: Generator, out_dir: Path) -> None:
     _worker["writers"] = make_writers(out_dir, gen.spec)
 
 
-def _produce(task: tuple[int, list[str] | None]) -> tuple[int, str, list[str], list[Any]]:
+Result = tuple[str, list[tuple[str, float, float]], list[Any]]  # split, labels, stream payloads
+
+
+def _produce(task: tuple[int, list[str] | None]) -> list[Result]:
     return _produce_with(_worker["gen"], _worker["writers"], task)
 
 
-def _produce_with(gen: Generator, writers: list, task: tuple[int, list[str] | None]) -> tuple[int, str, list[str], list[Any]]:
+def _produce_with(gen: Generator, writers: list, task: tuple[int, list[str] | None]) -> list[Result]:
     index, cats = task
-    sample = gen.sample(index, cats)
-    payloads = []
-    for w in writers:
-        payload = w.encode(sample)
-        if w.per_sample:  # its own files: write here, hand nothing back
-            w.write(payload)
-            payload = None
-        payloads.append(payload)
-    return index, sample.split, [a.category for a in sample.annotations], payloads
+    results = []
+    for sample in gen.samples(index, cats):
+        payloads = []
+        for w in writers:
+            payload = w.encode(sample)
+            if w.per_sample:  # its own files: write here, hand nothing back
+                w.write(payload)
+                payload = None
+            payloads.append(payload)
+        labels = [(a.category, float(a.visibility), float(a.truncation)) for a in sample.annotations]
+        results.append((sample.split, labels, payloads))
+    return results
 
 
 def _pool(gen: Generator, workers: int, out_dir: Path):

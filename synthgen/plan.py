@@ -1,28 +1,28 @@
 """Planning: every random choice of a sample, made up front and kept as plain data.
 
 ``plan_scene(spec, lib, seed, index)`` is the only function that draws random numbers for a
-compositor sample; backends and writers receive a finished ``Scene`` and draw none.
+compositor sample; backends and writers receive a finished ``Scene`` and draw none (seeds for
+albumentations are drawn here and stored in the scene).
 
-Geometry: image pixels, x right, y down, origin at the top-left corner of the top-left pixel.
-An object is its cutout scaled so that its longer side is ``size_px``, flipped horizontally
-if ``flip``, rotated ``angle`` degrees counter-clockwise about its centre, with that centre at
-``center`` = (x, y).
+Geometry conventions are in ``plan_geometry``.
 """
 
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
 
-from .assets import AssetLibrary, Cutout
-from .rng import SCENE, SPLIT, rng_for
+from .assets import DISTRACTOR, AssetLibrary, Cutout
+from .placement import Canvas, needs_canvas, place
+from .plan_geometry import object_transform, rotated_extent  # noqa: F401 - re-exported for users
+from .procedural import plan_shape, shape_cutout
+from .rng import LOOKS, SCENE, SPLIT, rng_for
 from .spec import Spec
 
-PLACEMENT_ATTEMPTS = 20  # bounded retries for a position that meets max_truncation; never a hang
+PROCEDURAL = "<procedural>"  # ObjectPlan.asset of a procedural distractor (its shape is in .shape)
 
 
 @dataclass
@@ -36,9 +36,10 @@ class BackgroundPlan:
 
 @dataclass
 class ObjectPlan:
-    category: str
+    category: str | None
+    """Class name; None for a distractor (never labelled)."""
     asset: str
-    """Cutout image path, relative to the spec's folder."""
+    """Cutout image path, relative to the spec's folder, or PROCEDURAL."""
     size_px: float
     """Longer side of the scaled cutout, pixels."""
     angle: float
@@ -47,6 +48,18 @@ class ObjectPlan:
     center: tuple[float, float]
     """(x, y) of the object's centre, pixels; may lie outside the frame (truncation)."""
     labelled: bool = True
+    blend: str = "none"
+    blend_params: dict[str, Any] = field(default_factory=dict)
+    harmonize: float = 0.0
+    """LAB mean/std transfer strength, 0..1."""
+    brightness: float = 0.0
+    """Added to each channel, as a fraction of 255."""
+    contrast: float = 1.0
+    shadow: dict[str, float] | None = None
+    """{dx, dy, blur, opacity} of a drop shadow, or None."""
+    augment_seed: int | None = None
+    shape: dict[str, Any] | None = None
+    """A procedural distractor's shape (see procedural.plan_shape)."""
 
 
 @dataclass
@@ -61,6 +74,9 @@ class Scene:
     background: BackgroundPlan
     objects: list[ObjectPlan] = field(default_factory=list)
     """Bottom to top: later objects are pasted over earlier ones."""
+    image_augment_seed: int | None = None
+    request: list[str] | None = None
+    """The classes the per-class scheduler asked for (None: drawn from the spec)."""
 
     def to_json(self) -> dict[str, Any]:
         return json.loads(json.dumps(asdict(self)))
@@ -69,12 +85,14 @@ class Scene:
     def from_json(cls, data: dict[str, Any]) -> Scene:
         """Rebuild a Scene from ``to_json`` output (e.g. a manifest line's ``scene``)."""
         bg = data["background"]
-        return cls(
-            data["index"], data["seed"], tuple(data["size"]), data["split"],
-            BackgroundPlan(bg["asset"], bg["fit"], tuple(bg["crop"])),
-            [ObjectPlan(o["category"], o["asset"], o["size_px"], o["angle"], o["flip"], tuple(o["center"]), o["labelled"])
-             for o in data["objects"]],
-        )
+        objects = []
+        for o in data["objects"]:
+            o = dict(o)
+            o["center"] = tuple(o["center"])
+            objects.append(ObjectPlan(**o))
+        return cls(data["index"], data["seed"], tuple(data["size"]), data["split"],
+                   BackgroundPlan(bg["asset"], bg["fit"], tuple(bg["crop"])), objects,
+                   data.get("image_augment_seed"), data.get("request"))
 
 
 def choose_split(splits: dict[str, float], seed: int, index: int) -> str:
@@ -89,52 +107,42 @@ def choose_split(splits: dict[str, float], seed: int, index: int) -> str:
     return names[-1]
 
 
-def object_transform(cut_size: tuple[int, int], size_px: float, angle: float, flip: bool) -> np.ndarray:
-    """(2, 3) affine from cutout pixels to object-centred pixels (centre at 0, 0)."""
-    w, h = cut_size
-    s = size_px / max(w, h)
-    a = math.radians(angle)
-    # y points down, so a counter-clockwise turn on screen is a clockwise one in these axes.
-    c, si = math.cos(a), math.sin(a)
-    rot = np.array([[c, si], [-si, c]])
-    lin = rot @ np.diag([-s if flip else s, s])
-    return np.hstack([lin, -lin @ np.array([[w / 2], [h / 2]])])
+def object_cutout(lib: AssetLibrary, obj: ObjectPlan) -> Cutout:
+    """The cutout an ObjectPlan refers to (a procedural shape is made from its parameters)."""
+    if obj.shape is not None:
+        return shape_cutout(obj.shape, lib)
+    return lib.cutout(lib.ref(obj.category, obj.asset))
 
 
-def rotated_extent(cut_size: tuple[int, int], size_px: float, angle: float) -> tuple[float, float]:
-    """(width, height) of the axis-aligned box around the scaled, rotated cutout."""
-    w, h = cut_size
-    s = size_px / max(w, h)
-    a = math.radians(angle)
-    c, si = abs(math.cos(a)), abs(math.sin(a))
-    return (w * c + h * si) * s, (w * si + h * c) * s
-
-
-def estimate_truncation(cut: Cutout, size_px: float, angle: float, flip: bool, center: tuple[float, float], size: tuple[int, int]) -> float:
-    """Share of the object's footprint outside the frame (coarse; labels measure it exactly)."""
-    m = object_transform(cut.size, size_px, angle, flip)
-    pts = cut.footprint @ m[:, :2].T + m[:, 2] + np.asarray(center)
-    W, H = size
-    inside = (pts[:, 0] >= 0) & (pts[:, 0] < W) & (pts[:, 1] >= 0) & (pts[:, 1] < H)
-    return float(1.0 - inside.mean()) if len(pts) else 0.0
-
-
-def _place(rng: np.random.Generator, cut: Cutout, size_px: float, angle: float, flip: bool, size: tuple[int, int], max_trunc: float) -> tuple[float, float]:
-    W, H = size
-    ew, eh = rotated_extent(cut.size, size_px, angle)
-    best: tuple[float, tuple[float, float]] | None = None
-    for _ in range(PLACEMENT_ATTEMPTS):
-        # Centre ranges that keep the box inside, widened by the allowed truncation.
-        lo_x, hi_x = sorted((ew / 2 - max_trunc * ew, W - ew / 2 + max_trunc * ew))
-        lo_y, hi_y = sorted((eh / 2 - max_trunc * eh, H - eh / 2 + max_trunc * eh))
-        center = (float(rng.uniform(lo_x, hi_x)), float(rng.uniform(lo_y, hi_y)))
-        t = estimate_truncation(cut, size_px, angle, flip, center, size)
-        if t <= max_trunc:
-            return center
-        if best is None or t < best[0]:
-            best = (t, center)
-    assert best is not None
-    return best[1]
+def _looks(spec: Spec, rng: np.random.Generator) -> dict[str, Any]:
+    """Blend, colour, shadow and augmentation draws for one object."""
+    b = spec.blend
+    modes = list(b.modes)
+    w = np.array([b.modes[m] for m in modes], float)
+    mode = modes[int(rng.choice(len(modes), p=w / w.sum()))]
+    # Parameters for every mode, so any blend variant (write_blend_variants, show --blend)
+    # renders the same planned scene.
+    params: dict[str, Any] = {
+        "sigma": float(b.gaussian_sigma.sample(rng)),
+        "mixed": bool(rng.random() < b.poisson_mixed),
+        "levels": b.pyramid_levels,
+        "length": float(b.motion_length.sample(rng)),
+        "angle": float(b.motion_angle.sample(rng)),
+    }
+    sh = spec.shadow
+    shadow = None
+    if sh.p > 0 and rng.random() < sh.p:
+        shadow = {"dx": float(sh.offset.sample(rng)), "dy": float(sh.offset.sample(rng)),
+                  "blur": float(sh.blur.sample(rng)), "opacity": float(sh.opacity.sample(rng))}
+    return {
+        "blend": mode,
+        "blend_params": params,
+        "harmonize": float(spec.harmonize.strength.sample(rng)),
+        "brightness": float(spec.photometric.brightness.sample(rng)),
+        "contrast": float(spec.photometric.contrast.sample(rng)),
+        "shadow": shadow,
+        "augment_seed": int(rng.integers(2**31)) if spec.augment.object else None,
+    }
 
 
 def plan_scene(
@@ -146,34 +154,62 @@ def plan_scene(
 ) -> Scene:
     """Plan sample ``index``.
 
-    categories: the classes to place (the per-class scheduler's request), in any order; when
-        None, ``objects_per_image`` and the class weights decide.
+    categories: the classes to place (the per-class scheduler's request; empty = a negative
+        image), in any order; when None, ``negative_ratio``, ``objects_per_image`` and the class
+        weights decide.
     """
     rng = rng_for(seed, index, SCENE)
     W, H = spec.output.size
     bg_key = lib.backgrounds[int(rng.integers(len(lib.backgrounds)))]
     background = BackgroundPlan(bg_key, spec.backgrounds.fit, (float(rng.random()), float(rng.random())))
+    region = None
+    if bg_key in lib.regions:
+        full = lib.region(bg_key, background.fit, (W, H))
+        ox = int(round(background.crop[0] * (full.shape[1] - W)))
+        oy = int(round(background.crop[1] * (full.shape[0] - H)))
+        region = full[oy : oy + H, ox : ox + W]
 
     names = spec.categories
     if categories is None:
-        k = int(spec.objects_per_image.sample(rng))
+        negative = spec.negative_ratio > 0 and rng.random() < spec.negative_ratio
+        k = 0 if negative else int(spec.objects_per_image.sample(rng))
         w = np.array([spec.classes[c].weight for c in names], dtype=float)
-        chosen = [names[int(i)] for i in rng.choice(len(names), size=k, p=w / w.sum())]
+        chosen: list[str | None] = [names[int(i)] for i in rng.choice(len(names), size=k, p=w / w.sum())]
     else:
         unknown = [c for c in categories if c not in spec.classes]
         if unknown:
             raise KeyError(f"unknown categories {unknown}")
-        chosen = [categories[int(i)] for i in rng.permutation(len(categories))]
+        chosen = list(categories)
+    d = spec.distractors
+    n_cut = int(d.count.sample(rng)) if d is not None and lib.distractors else 0
+    n_proc = int(d.procedural.sample(rng)) if d is not None else 0
+    items: list[tuple[str | None, str | None]] = [(c, None) for c in chosen]
+    items += [(DISTRACTOR, "cutout")] * n_cut + [(DISTRACTOR, "shape")] * n_proc
+    order = rng.permutation(len(items))
 
+    canvas = Canvas((W, H), region)
+    looks_rng = rng_for(seed, index, LOOKS)
     objects = []
-    for cat in chosen:
+    for i in order:
+        cat, kind = items[int(i)]
         p = spec.placement_for(cat)
-        refs = lib.cutouts[cat]
-        ref = refs[int(rng.integers(len(refs)))]
-        cut = lib.cutout(ref)
-        size_px = float(p.scale_range.sample(rng)) * min(W, H)
+        shape = None
+        if kind == "shape":
+            shape = plan_shape(rng, lib)
+            asset, cut = PROCEDURAL, shape_cutout(shape, lib)
+        else:
+            refs = lib.distractors if kind == "cutout" else lib.cutouts[cat]
+            ref = refs[int(rng.integers(len(refs)))]
+            asset, cut = ref.image, lib.cutout(ref)
+        base = float(p.scale_range.sample(rng)) * min(W, H)
         angle = float(p.rotation_range.sample(rng))
         flip = bool(rng.random() < p.flip)
-        center = _place(rng, cut, size_px, angle, flip, (W, H), p.max_truncation)
-        objects.append(ObjectPlan(cat, ref.image, size_px, angle, flip, center))
-    return Scene(index, seed, (W, H), choose_split(spec.output.split, seed, index), background, objects)
+        size_px, center = place(rng, canvas, cut, base, angle, flip, p, needs_canvas(p, region is not None))
+        looks = _looks(spec, looks_rng)
+        objects.append(ObjectPlan(cat, asset, size_px, angle, flip, center, labelled=kind is None, shape=shape, **looks))
+    if spec.placement.mode == "ground":
+        # nearer (lower) objects are drawn over farther ones
+        objects.sort(key=lambda o: o.center[1] + rotated_extent(object_cutout(lib, o).size, o.size_px, o.angle)[1] / 2)
+    image_seed = int(looks_rng.integers(2**31)) if spec.augment.image else None
+    return Scene(index, seed, (W, H), choose_split(spec.output.split, seed, index), background, objects, image_seed,
+                 None if categories is None else list(categories))

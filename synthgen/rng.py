@@ -11,6 +11,7 @@ import numpy as np
 SCENE = 0  # the planned scene: background, objects, placement
 SPLIT = 1  # train/val assignment
 COUNT = 2  # objects_per_image draw used by the per-class scheduler
+LOOKS = 3  # blend, colour, shadow and augmentation draws: toggling them never moves objects
 
 
 def rng_for(seed: int, index: int, stream: int = SCENE) -> np.random.Generator:

@@ -39,11 +39,18 @@ class Sample:
     image: np.ndarray
     annotations: list[Annotation]
     scene: Scene
+    variant: str | None = None
+    """The blend mode forced on every object when written as a blend variant, else None."""
     extras: dict = field(default_factory=dict)
 
     @property
     def split(self) -> str:
         return self.scene.split
+
+    @property
+    def stem(self) -> str:
+        """File stem: the zero-padded index, with ``-<variant>`` for a blend variant."""
+        return f"{self.index:06d}" + (f"-{self.variant}" if self.variant else "")
 
     @property
     def size(self) -> tuple[int, int]:

@@ -5,8 +5,10 @@ It works in rounds. Each round asks for at most the remaining deficit of each cl
 over new images in round-robin class order (so images mix classes), with each image's object
 count drawn from ``objects_per_image`` on the sample's own COUNT stream. A requested object
 yields at most one label, so no class overshoots; objects dropped by the visibility filter
-are asked for again in the next round. Rounds depend only on (spec, seed, N) and the labels
-of earlier rounds, never on worker count or timing, so the run is deterministic.
+are asked for again in the next round. With ``negative_ratio`` r, each round adds
+round(positives * r / (1 - r)) images with no labelled object. Rounds depend only on
+(spec, seed, N) and the labels of earlier rounds, never on worker count or timing, so the run
+is deterministic.
 """
 
 from __future__ import annotations
@@ -29,6 +31,11 @@ def request_round(spec: Spec, seed: int, deficit: dict[str, int], first_index: i
         k = max(1, int(spec.objects_per_image.sample(rng_for(seed, index, COUNT))))
         tasks.append((index, queue[:k]))
         queue = queue[k:]
+        index += 1
+    # negative images (no labelled object) in the ratio asked for, after the round's positives
+    r = spec.negative_ratio
+    for _ in range(int(round(len(tasks) * r / (1 - r)))):
+        tasks.append((index, []))
         index += 1
     return tasks
 

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from synthgen import Generator
 from synthgen.assets import ALPHA_ON
 from synthgen.backends.compositor import rasterize
+from synthgen.plan import object_cutout
 from synthgen.spec import spec_from_dict
 
 from .conftest import base_spec
@@ -24,10 +25,12 @@ from .conftest import base_spec
 
 def alone_mask(gen: Generator, obj, size: tuple[int, int]) -> tuple[np.ndarray, int, int]:
     """The object's own pixels on an unbounded canvas: (mask, x offset, y offset)."""
-    cut = gen.library.cutout(gen.library.ref(obj.category, obj.asset))
+    cut = object_cutout(gen.library, obj)
     pad = int(obj.size_px * 2 + 8)
     moved = dataclasses.replace(obj, center=(obj.center[0] + pad, obj.center[1] + pad))
     patch, x0, y0 = rasterize(cut, moved)
+    if obj.augment_seed is not None and gen.backend.augmenter.object is not None:
+        patch = gen.backend.augmenter.apply_object(patch, obj.augment_seed)
     canvas = np.zeros((size[1] + 2 * pad, size[0] + 2 * pad), bool)
     ph, pw = patch.shape[:2]
     canvas[y0 : y0 + ph, x0 : x0 + pw] = patch[..., 3] >= ALPHA_ON
@@ -63,7 +66,7 @@ def check_sample(gen: Generator, sample) -> None:
         assert a.category == scene.objects[k].category
         assert gen.spec.categories[a.category_id] == a.category
     for k, obj in enumerate(scene.objects):
-        if k in labelled:
+        if k in labelled or obj.category is None:  # labelled, or a distractor (never labelled)
             continue
         visible = int((top == k + 1).sum())
         own = int(alone[k][0].sum())
@@ -83,10 +86,16 @@ specs = st.fixed_dictionaries({
     "min_visibility": st.sampled_from([0.0, 0.25, 0.8]),
     "min_area": st.sampled_from([1, 20]),
     "seed": st.integers(0, 2**32 - 1),
+    "blend": st.sampled_from(["none", "gaussian", "poisson", "pyramid", "motion"]),
+    "shadow": st.sampled_from([0.0, 1.0]),
+    "harmonize": st.sampled_from([0.0, 0.8]),
+    "distractors": st.integers(0, 3),
+    "augment": st.booleans(),
+    "visibility_range": st.sampled_from([None, [0.3, 0.7]]),
 })
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(params=specs, index=st.integers(0, 10**6))
 def test_every_label_matches_a_brute_force_recount(assets, params, index):
     raw = base_spec(assets)
@@ -101,6 +110,17 @@ def test_every_label_matches_a_brute_force_recount(assets, params, index):
         "min_visibility": params["min_visibility"],
         "min_area": params["min_area"],
     }
+    if params["visibility_range"] and params["min_visibility"] <= 0.3:
+        raw["placement"]["visibility_range"] = params["visibility_range"]
+    raw["blend"] = {"modes": {params["blend"]: 1.0}}
+    raw["shadow"] = {"p": params["shadow"]}
+    raw["harmonize"] = {"strength": params["harmonize"]}
+    raw["distractors"] = {"source": str(assets / "pair"), "count": [0, params["distractors"]],
+                          "procedural": [0, params["distractors"]], "textures": [str(assets / "bg")]}
+    if params["augment"]:
+        raw["augment"] = {"object": [{"name": "Perspective", "scale": [0.05, 0.1], "p": 1.0},
+                                     {"name": "ColorJitter", "p": 0.5}],
+                          "image": [{"name": "GaussNoise", "p": 0.5}]}
     gen = Generator(spec_from_dict(raw))
     check_sample(gen, gen[index])
 

@@ -1,4 +1,11 @@
-"""The cut-and-paste backend: draws a planned Scene; draws no random numbers."""
+"""The cut-and-paste backend: draws a planned Scene; draws no random numbers.
+
+Per object, bottom to top: rasterize (scale, flip, rotate) -> per-object augmentation ->
+light/contrast jitter -> colour harmonisation with the pixels around it -> drop shadow onto
+what is already there -> blend. The instance map takes the object's geometric alpha (after
+augmentation, before blending) >= ALPHA_ON: blending and shadows change colours, never who
+owns a pixel. After the last object, per-image (pixel-level) augmentation.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +15,10 @@ import cv2
 import numpy as np
 
 from ..assets import ALPHA_ON, AssetLibrary, Cutout
-from ..plan import ObjectPlan, Scene
+from ..augment import Augmenter
+from ..plan import ObjectPlan, Scene, object_cutout
 from .base import Render
+from .blend import paste
 
 
 def rasterize(cut: Cutout, obj: ObjectPlan) -> tuple[np.ndarray, int, int]:
@@ -36,7 +45,53 @@ def rasterize(cut: Cutout, obj: ObjectPlan) -> tuple[np.ndarray, int, int]:
     ph, pw = patch.shape[:2]
     x0 = int(math.floor(obj.center[0] - pw / 2 + 0.5))
     y0 = int(math.floor(obj.center[1] - ph / 2 + 0.5))
-    return patch, x0, y0
+    return np.ascontiguousarray(patch), x0, y0
+
+
+def adjust_colour(patch: np.ndarray, brightness: float, contrast: float) -> np.ndarray:
+    """Light/contrast jitter on premultiplied RGBA: straight rgb' = (rgb - 128) * c + 128 + 255 * b."""
+    a = patch[..., 3:4].astype(np.float32) * (1.0 / 255.0)
+    rgb = patch[..., :3].astype(np.float32)
+    # in premultiplied form: rgb'*a = (rgb*a - 128a) * c + (128 + 255b) * a
+    out = (rgb - 128.0 * a) * contrast + (128.0 + 255.0 * brightness) * a
+    out = np.clip(out, 0, 255.0 * a)
+    return np.dstack([(out + 0.5).astype(np.uint8), patch[..., 3]])
+
+
+def harmonize(patch: np.ndarray, around: np.ndarray, strength: float) -> np.ndarray:
+    """Move the object's LAB mean/std towards those of ``around`` (RGB pixels near it)."""
+    own = patch[..., 3] >= ALPHA_ON
+    if strength <= 0 or own.sum() < 4 or len(around) < 4:
+        return patch
+    a = patch[..., 3:4].astype(np.float32) * (1.0 / 255.0)
+    straight = np.where(a > 0, patch[..., :3] / np.maximum(a, 1e-6), 0).astype(np.float32) / 255.0
+    lab = cv2.cvtColor(np.clip(straight, 0, 1), cv2.COLOR_RGB2LAB)
+    env = cv2.cvtColor(around.reshape(-1, 1, 3).astype(np.float32) / 255.0, cv2.COLOR_RGB2LAB).reshape(-1, 3)
+    mu_o, sd_o = lab[own].mean(0), lab[own].std(0) + 1e-3
+    mu_e, sd_e = env.mean(0), env.std(0) + 1e-3
+    moved = (lab - mu_o) / sd_o * sd_e + mu_e
+    lab = lab + strength * (moved - lab)
+    lab[..., 0] = np.clip(lab[..., 0], 0, 100)
+    rgb = np.clip(cv2.cvtColor(lab, cv2.COLOR_LAB2RGB), 0, 1) * 255.0 * a
+    return np.dstack([(rgb + 0.5).astype(np.uint8), patch[..., 3]])
+
+
+def cast_shadow(image: np.ndarray, alpha: np.ndarray, x0: int, y0: int, shadow: dict[str, float]) -> None:
+    """Darken ``image`` under the object's alpha shifted by (dx, dy) and blurred, in place."""
+    H, W = image.shape[:2]
+    blur = shadow["blur"]
+    r = int(math.ceil(3 * blur)) + 1
+    sx, sy = x0 + int(round(shadow["dx"])), y0 + int(round(shadow["dy"]))
+    ph, pw = alpha.shape
+    padded = cv2.copyMakeBorder(alpha, r, r, r, r, cv2.BORDER_CONSTANT, value=0)
+    soft = cv2.GaussianBlur(padded.astype(np.float32) * (shadow["opacity"] / 255.0), (0, 0), blur)
+    gx0, gy0 = sx - r, sy - r
+    ix0, iy0, ix1, iy1 = max(0, gx0), max(0, gy0), min(W, gx0 + pw + 2 * r), min(H, gy0 + ph + 2 * r)
+    if ix1 <= ix0 or iy1 <= iy0:
+        return
+    s = soft[iy0 - gy0 : iy1 - gy0, ix0 - gx0 : ix1 - gx0, None]
+    region = image[iy0:iy1, ix0:ix1]
+    np.copyto(region, (region * (1.0 - s) + 0.5).astype(np.uint8))
 
 
 class CompositorBackend:
@@ -46,6 +101,7 @@ class CompositorBackend:
 
     def __init__(self, lib: AssetLibrary):
         self.lib = lib
+        self.augmenter = Augmenter(lib.spec)
 
     def background(self, scene: Scene) -> np.ndarray:
         W, H = scene.size
@@ -55,7 +111,8 @@ class CompositorBackend:
         oy = int(round(scene.background.crop[1] * (bh - H)))
         return bg[oy : oy + H, ox : ox + W].copy()
 
-    def render(self, scene: Scene) -> Render:
+    def render(self, scene: Scene, blend: str | None = None) -> Render:
+        """Draw ``scene``; ``blend`` forces one blend mode for every object (blend variants)."""
         W, H = scene.size
         image = self.background(scene)
         imap = np.zeros((H, W), np.int32)
@@ -64,7 +121,9 @@ class CompositorBackend:
         inframe = np.zeros(k_n, np.int64)
         regions = np.zeros((k_n, 4), np.int64)
         for k, obj in enumerate(scene.objects):
-            patch, x0, y0 = rasterize(self.lib.cutout(self.lib.ref(obj.category, obj.asset)), obj)
+            patch, x0, y0 = rasterize(object_cutout(self.lib, obj), obj)
+            if obj.augment_seed is not None and self.augmenter.object is not None:
+                patch = self.augmenter.apply_object(patch, obj.augment_seed)
             ph, pw = patch.shape[:2]
             own = patch[..., 3] >= ALPHA_ON
             own_area[k] = int(np.count_nonzero(own))
@@ -72,11 +131,26 @@ class CompositorBackend:
             regions[k] = (ix0, iy0, ix1, iy1)
             if ix1 <= ix0 or iy1 <= iy0:
                 continue
-            sub = patch[iy0 - y0 : iy1 - y0, ix0 - x0 : ix1 - x0]
-            a = sub[..., 3:4].astype(np.float32) * (1.0 / 255.0)
-            region = image[iy0:iy1, ix0:ix1]
-            np.copyto(region, (sub[..., :3] + region * (1.0 - a) + 0.5).astype(np.uint8))
+            if obj.brightness != 0.0 or obj.contrast != 1.0:
+                patch = adjust_colour(patch, obj.brightness, obj.contrast)
+            if obj.harmonize > 0:
+                window = image[iy0:iy1, ix0:ix1]
+                sub_own = own[iy0 - y0 : iy1 - y0, ix0 - x0 : ix1 - x0]
+                around = window[~sub_own] if (~sub_own).sum() >= 16 else window.reshape(-1, 3)
+                patch = harmonize(patch, around, obj.harmonize)
+            if obj.shadow is not None:
+                cast_shadow(image, patch[..., 3], x0, y0, obj.shadow)
+            mode = blend or obj.blend
+            if mode == "none":
+                sub = patch[iy0 - y0 : iy1 - y0, ix0 - x0 : ix1 - x0]
+                a = sub[..., 3:4].astype(np.float32) * (1.0 / 255.0)
+                region = image[iy0:iy1, ix0:ix1]
+                np.copyto(region, (sub[..., :3] + region * (1.0 - a) + 0.5).astype(np.uint8))
+            else:
+                paste(image, patch, x0, y0, mode, obj.blend_params)
             sub_own = own[iy0 - y0 : iy1 - y0, ix0 - x0 : ix1 - x0]
             inframe[k] = int(np.count_nonzero(sub_own))
             imap[iy0:iy1, ix0:ix1][sub_own] = k + 1
+        if scene.image_augment_seed is not None and self.augmenter.image is not None:
+            image = np.ascontiguousarray(self.augmenter.apply_image(image, scene.image_augment_seed))
         return Render(image, imap, own_area, inframe, regions)

@@ -15,6 +15,18 @@ from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, PlainValidat
 from .distributions import Distribution, parse_distribution
 
 
+def _range01(v: Any) -> tuple[float, float]:
+    if not isinstance(v, (list, tuple)) or len(v) != 2 or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v):
+        raise ValueError(f"expected [low, high] in [0, 1], got {v!r}")
+    lo, hi = float(v[0]), float(v[1])
+    if not 0 <= lo <= hi <= 1:
+        raise ValueError(f"expected 0 <= low <= high <= 1, got [{lo}, {hi}]")
+    return lo, hi
+
+
+Range01 = Annotated[tuple[float, float], PlainValidator(_range01), PlainSerializer(list, return_type=list)]
+
+
 def Dist(lo: float | None = None, hi: float | None = None, integer: bool = False) -> Any:
     """A spec value that may vary: a number, [low, high] or a distribution mapping."""
     return Annotated[
@@ -25,7 +37,7 @@ def Dist(lo: float | None = None, hi: float | None = None, integer: bool = False
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
 
 class Output(_Model):
@@ -62,6 +74,16 @@ class Backgrounds(_Model):
     fit: Literal["random_crop", "resize", "pad"] = "random_crop"
     """random_crop: scale to cover the output size, then crop at a random offset;
     resize: stretch to the output size; pad: fit inside, centred, padded with black."""
+    regions: str | None = None
+    """Placement-region mask file pattern beside each background, e.g. "{stem}_region.png":
+    white where objects may stand. A background without such a file allows the whole frame."""
+
+    @field_validator("regions")
+    @classmethod
+    def _pattern(cls, v: str | None) -> str | None:
+        if v is not None and "{stem}" not in v:
+            raise ValueError('regions pattern must contain "{stem}", e.g. "{stem}_region.png"')
+        return v
 
     @field_validator("paths", mode="before")
     @classmethod
@@ -82,26 +104,37 @@ class PlacementOverrides(_Model):
     """Objects with visible/own pixels below this are not labelled."""
     min_area: Annotated[int, Field(ge=1)] | None = None
     """Objects with fewer visible pixels than this are not labelled."""
+    visibility_range: Range01 | None = None
+    """Target visibility [low, high]: the placement solver aims each object's visibility at it."""
+    truncation_range: Range01 | None = None
+    """Target truncation [low, high]: the solver aims each object's truncation at it."""
 
 
 class Placement(PlacementOverrides):
-    scale_range: Dist(1e-3, 10.0) = parse_distribution([0.2, 0.5])
-    rotation_range: Dist(-360.0, 360.0) = parse_distribution(0.0)
+    mode: Literal["free", "ground"] = "free"
+    """free: anywhere; ground: objects stand on the ground (bottom edge on it), smaller farther up."""
+    horizon: Annotated[float, Field(ge=0, lt=1)] = 0.35
+    """ground: where the ground starts, as a fraction of the image height from the top."""
+    far_scale: Annotated[float, Field(gt=0, le=1)] = 0.4
+    """ground: size factor of an object standing at the horizon (1.0 at the bottom edge)."""
+    scale_range: Dist(1e-3, 10.0) = [0.2, 0.5]
+    rotation_range: Dist(-360.0, 360.0) = 0.0
     flip: Annotated[float, Field(ge=0, le=1)] = 0.5
     max_truncation: Annotated[float, Field(ge=0, lt=1)] = 0.0
     min_visibility: Annotated[float, Field(ge=0, le=1)] = 0.3
     min_area: Annotated[int, Field(ge=1)] = 64
 
 
-class ClassSource(PlacementOverrides):
+class _Source(_Model):
     source: list[str]
     """Folders, files or glob patterns of cutouts, relative to the spec file."""
     mask: str | None = None
     """Mask file name pattern beside each image, e.g. "{stem}.pbm"; omit for RGBA cutouts."""
     mask_inverted: bool = False
     """True when black (0) marks the object in the mask files."""
-    weight: Annotated[float, Field(gt=0)] = 1.0
-    """Relative frequency of this class when classes are drawn at random (--n)."""
+    defringe: Annotated[int, Field(ge=0, le=16)] = 1
+    """Pixels at the mask edge whose colour is replaced by the nearest interior colour, so no
+    halo of the photo's old background survives; 0 keeps the cutout's colours as they are."""
 
     @field_validator("source", mode="before")
     @classmethod
@@ -116,14 +149,115 @@ class ClassSource(PlacementOverrides):
         return v
 
 
+class ClassSource(_Source, PlacementOverrides):
+    weight: Annotated[float, Field(gt=0)] = 1.0
+    """Relative frequency of this class when classes are drawn at random (--n)."""
+
+
+class Distractors(PlacementOverrides):
+    """Unlabelled objects pasted with the same machinery; they occlude like any other object."""
+
+    source: list[str] = []
+    """Cutouts, as for a class (files, folders, globs); may be empty with procedural shapes."""
+    mask: str | None = None
+    mask_inverted: bool = False
+    defringe: Annotated[int, Field(ge=0, le=16)] = 1
+    count: Dist(0, 100, integer=True) = 0
+    """Cutout distractors per image."""
+    procedural: Dist(0, 100, integer=True) = 0
+    """Random shapes (ellipses, polygons, rectangles) per image."""
+    textures: list[str] = []
+    """Images to texture procedural shapes with; random solid colours when empty."""
+
+    @field_validator("source", "textures", mode="before")
+    @classmethod
+    def _one_or_many(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str) else v
+
+
+BLEND_MODES = ("none", "gaussian", "poisson", "pyramid", "motion")
+BlendMode = Literal["none", "gaussian", "poisson", "pyramid", "motion"]
+
+
+class Blend(_Model):
+    """How each object's edge meets the background; one mode per object, drawn by weight."""
+
+    modes: dict[BlendMode, Annotated[float, Field(ge=0)]] = {"none": 1.0}
+    gaussian_sigma: Dist(0.1, 20.0) = [0.5, 1.5]
+    """Feathering: sigma (pixels) of the Gaussian blur of the alpha."""
+    poisson_mixed: Annotated[float, Field(ge=0, le=1)] = 0.0
+    """Probability of OpenCV's MIXED_CLONE instead of NORMAL_CLONE."""
+    pyramid_levels: Annotated[int, Field(ge=1, le=8)] = 4
+    motion_length: Dist(1.0, 101.0) = [5, 15]
+    """Motion blur kernel length, pixels."""
+    motion_angle: Dist(-360.0, 360.0) = [0, 180]
+    """Motion direction, degrees counter-clockwise."""
+
+    @field_validator("modes")
+    @classmethod
+    def _some_weight(cls, v: dict[str, float]) -> dict[str, float]:
+        if not v or sum(v.values()) <= 0:
+            raise ValueError("give at least one blend mode a weight > 0")
+        return v
+
+
+class Harmonize(_Model):
+    """Match each object's LAB colour statistics to the background around it."""
+
+    strength: Dist(0.0, 1.0) = 0.0
+    """0 = off, 1 = full mean/std transfer."""
+
+
+class Photometric(_Model):
+    """Per-object light and contrast jitter: rgb' = (rgb - 128) * contrast + 128 + 255 * brightness."""
+
+    brightness: Dist(-1.0, 1.0) = 0.0
+    contrast: Dist(0.0, 4.0) = 1.0
+
+
+class Shadow(_Model):
+    """Soft drop shadows under objects (never part of masks or boxes)."""
+
+    p: Annotated[float, Field(ge=0, le=1)] = 0.0
+    """Probability that an object casts one."""
+    offset: Dist(-200.0, 200.0) = [-12, 12]
+    """Shift in pixels, drawn for x and y."""
+    blur: Dist(0.1, 50.0) = [3, 8]
+    """Sigma of the shadow's blur, pixels."""
+    opacity: Dist(0.0, 1.0) = [0.2, 0.5]
+
+
+class AugmentStep(BaseModel):
+    """One albumentations transform: {name: GaussNoise, p: 0.5, std_range: [0.02, 0.1]}."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    name: str
+
+
+class Augment(_Model):
+    object: list[AugmentStep] = []
+    """Applied to each object before pasting (colour, blur, perspective...); alpha moves with it."""
+    image: list[AugmentStep] = []
+    """Applied to the finished image (noise, blur, JPEG, colour); pixel-level transforms only."""
+
 class Spec(_Model):
     kind: Literal["compositor"] = "compositor"
     seed: int = 0
     output: Output = Output()
     backgrounds: Backgrounds
     classes: Annotated[dict[str, ClassSource], Field(min_length=1)]
-    objects_per_image: Dist(0, 1000, integer=True) = parse_distribution([1, 4], (0, 1000), True)
+    objects_per_image: Dist(0, 1000, integer=True) = [1, 4]
     placement: Placement = Placement()
+    negative_ratio: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    """Share of images with no labelled object at all (distractors may still appear)."""
+    distractors: Distractors | None = None
+    blend: Blend = Blend()
+    write_blend_variants: list[BlendMode] = []
+    """Write every planned scene once per listed blend mode (ids end in -<mode>)."""
+    harmonize: Harmonize = Harmonize()
+    photometric: Photometric = Photometric()
+    shadow: Shadow = Shadow()
+    augment: Augment = Augment()
     base_dir: Annotated[Path, Field(exclude=True)] = Path(".")
     """Folder that relative paths in the spec are resolved against (the spec file's)."""
 
@@ -132,12 +266,17 @@ class Spec(_Model):
         for name in self.classes:
             if not name.strip():
                 raise ValueError("class names must not be empty")
+        if len(set(self.write_blend_variants)) != len(self.write_blend_variants):
+            raise ValueError("write_blend_variants lists a mode twice")
         return self
 
-    def placement_for(self, category: str) -> Placement:
-        """The global placement with the class's own overrides applied."""
-        own = self.classes[category].model_dump(include=set(PlacementOverrides.model_fields), exclude_none=True)
-        return self.placement.model_copy(update={k: getattr(self.classes[category], k) for k in own})
+    def placement_for(self, category: str | None) -> Placement:
+        """The global placement with a class's (or, for None, the distractors') overrides applied."""
+        src = self.distractors if category is None else self.classes[category]
+        if src is None:
+            return self.placement
+        own = src.model_dump(include=set(PlacementOverrides.model_fields), exclude_none=True)
+        return self.placement.model_copy(update={k: getattr(src, k) for k in own})
 
     @property
     def categories(self) -> list[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..spec import Spec
-from .base import Writer, sample_stem
+from .base import Writer
 from .coco import CocoWriter, encode_coco
 from .images import ImageWriter, encode_image
 from .manifest import ManifestWriter
@@ -22,5 +22,5 @@ def make_writers(out_dir: Path, spec: Spec) -> list[Writer]:
 
 __all__ = [
     "FORMATS", "CocoWriter", "ImageWriter", "ManifestWriter", "VocWriter", "Writer", "YoloWriter",
-    "encode_coco", "encode_image", "encode_voc", "encode_yolo", "make_writers", "sample_stem", "voc_box",
+    "encode_coco", "encode_image", "encode_voc", "encode_yolo", "make_writers", "voc_box",
 ]

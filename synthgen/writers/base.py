@@ -17,11 +17,6 @@ from ..sample import Sample
 from ..spec import Spec
 
 
-def sample_stem(index: int) -> str:
-    """File stem of sample ``index`` (zero-padded so names sort in index order)."""
-    return f"{index:06d}"
-
-
 class Writer:
     name = "base"
     per_sample = False
@@ -33,7 +28,7 @@ class Writer:
 
     def image_file(self, sample: Sample) -> str:
         """Image path relative to the output folder."""
-        return f"images/{sample.split}/{sample_stem(sample.index)}.{self.spec.output.image_format}"
+        return f"images/{sample.split}/{sample.stem}.{self.spec.output.image_format}"
 
     def encode(self, sample: Sample) -> Any:
         raise NotImplementedError

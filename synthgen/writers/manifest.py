@@ -16,6 +16,7 @@ class ManifestWriter(Writer):
             "index": sample.index,
             "split": sample.split,
             "file": self.image_file(sample),
+            "variant": sample.variant,
             "seed": sample.scene.seed,
             "scene": sample.scene.to_json(),
             "labels": [

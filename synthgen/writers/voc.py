@@ -6,7 +6,7 @@ import math
 from xml.sax.saxutils import escape
 
 from ..sample import Sample
-from .base import Writer, sample_stem
+from .base import Writer
 
 
 def voc_box(bbox: tuple[float, float, float, float]) -> tuple[int, int, int, int]:
@@ -45,7 +45,7 @@ class VocWriter(Writer):
 
     def encode(self, sample: Sample) -> tuple[str, str]:
         file_name = self.image_file(sample).rsplit("/", 1)[1]
-        return f"voc/{sample.split}/{sample_stem(sample.index)}.xml", encode_voc(sample, file_name)
+        return f"voc/{sample.split}/{sample.stem}.xml", encode_voc(sample, file_name)
 
     def start(self) -> None:
         for split in self.spec.output.split:

@@ -10,7 +10,7 @@ import numpy as np
 import yaml
 
 from ..sample import Sample
-from .base import Writer, sample_stem
+from .base import Writer
 from .masks import contours, merge_segments
 
 
@@ -43,7 +43,7 @@ class YoloWriter(Writer):
 
     def encode(self, sample: Sample) -> tuple[str, str]:
         lines = encode_yolo(sample, self.spec.output.yolo_task)
-        return f"labels/{sample.split}/{sample_stem(sample.index)}.txt", "".join(line + "\n" for line in lines)
+        return f"labels/{sample.split}/{sample.stem}.txt", "".join(line + "\n" for line in lines)
 
     def start(self) -> None:
         for split in self.spec.output.split:
