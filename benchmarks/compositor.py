@@ -3,6 +3,8 @@
     python benchmarks/compositor.py                 # throughput + workers (about two minutes)
     python benchmarks/compositor.py --memory        # also peak RSS at 1,000 vs 10,000 images
 
+Also prints images/s per blend mode (none, gaussian, pyramid, poisson, motion).
+
 Setup: the shipped demo spec (real BigBIRD cutouts and real photos), 640x480, 1-4 objects,
 JPEG q95, COCO with compressed RLE, written to a temporary folder. The floor is what no
 generator can beat on one core: decoding a background of the spec and encoding a JPEG of the
@@ -78,6 +80,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=1, help="best of this many runs")
     ap.add_argument("--memory", action="store_true", help="also measure peak RSS at 1,000 and 10,000 images")
     ap.add_argument("--json", type=Path, help="write the figures here too")
+    ap.add_argument("--blend-n", type=int, default=1000, help="images per blend-mode timing run")
+    ap.add_argument("--no-blend", action="store_true", help="skip the per-blend-mode figures")
     args = ap.parse_args()
 
     gen = Generator.from_yaml(SPEC, overrides=SETTINGS)
@@ -101,6 +105,16 @@ def main() -> None:
           "(end to end, worker start-up included)")
     print(f"steady state (last 90% of images): --workers 1 {one_steady:.1f}, --workers 2 {two_steady:.1f} images/s "
           f"= {two_steady / one_steady:.2f}x")
+    if not args.no_blend:
+        base = None
+        print("per blend mode (--workers 1, every object in that mode):")
+        for mode in ("none", "gaussian", "pyramid", "poisson", "motion"):
+            g = Generator.from_yaml(SPEC, overrides=SETTINGS + [f"blend.modes={{{mode}: 1}}"])
+            g[0]
+            rate = max(generate_rate(g, args.blend_n, 1)[0] for _ in range(args.repeats))
+            base = base or rate
+            res[f"blend_{mode}_images_per_s"] = round(rate, 1)
+            print(f"  {mode:9s} {rate:8.1f} images/s = {rate / base:.0%} of none")
     if args.memory:
         small, large = peak_rss_mb(1000), peak_rss_mb(10000)
         res.update(peak_rss_mb_1000=round(small, 1), peak_rss_mb_10000=round(large, 1))

