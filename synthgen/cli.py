@@ -75,6 +75,11 @@ def generate(
         return
     per = ", ".join(f"{c}: {k}" for c, k in summary["instances_per_class"].items())
     err.print(f"wrote {summary['images']} images to {out} in {dt:.1f} s ({summary['images'] / max(dt, 1e-9):.1f} images/s); instances {per}", highlight=False, soft_wrap=True)
+    for c, entry in summary["targets"].items():
+        for key, r in entry.items():
+            lo, hi = r["target"]
+            err.print(f"  {c} {key} [{lo:g}, {hi:g}]: {r['share_in_range']:.0%} of labelled instances in range, mean {r['mean']:.2f}",
+                      highlight=False, soft_wrap=True)
 
 
 @app.command()

@@ -63,6 +63,23 @@ def _laplacian_blend(a: np.ndarray, b: np.ndarray, m: np.ndarray, levels: int) -
     return b + out
 
 
+def _feather(fg: np.ndarray, sigma: float) -> np.ndarray:
+    """Soften only the edge: blur the alpha, keep the object's colours sharp. Colours are first
+    carried outward from the nearest solid pixel, so the feathered rim shows the object's own
+    colour fading out, never black or the photo's old background."""
+    a = fg[..., 3]
+    solid = a >= 127.5
+    if not solid.any():
+        return cv2.GaussianBlur(fg, (0, 0), sigma)
+    straight = fg[..., :3] / np.maximum(a, 1e-3)[..., None] * 255.0
+    _, labels = cv2.distanceTransformWithLabels((~solid).astype(np.uint8), cv2.DIST_L2, 3, labelType=cv2.DIST_LABEL_PIXEL)
+    coords = np.argwhere(solid)  # label k is the k-th solid pixel in raster order
+    src = coords[labels[~solid] - 1]
+    straight[~solid] = straight[src[:, 0], src[:, 1]]
+    soft = cv2.GaussianBlur(a, (0, 0), sigma)
+    return np.dstack([straight * (soft[..., None] / 255.0), soft])
+
+
 def paste(image: np.ndarray, patch: np.ndarray, x0: int, y0: int, mode: str = "none", params: dict[str, Any] | None = None) -> None:
     """Paste premultiplied RGBA ``patch`` with its top-left at (x0, y0) into ``image`` in place."""
     params = params or {}
@@ -81,7 +98,7 @@ def paste(image: np.ndarray, patch: np.ndarray, x0: int, y0: int, mode: str = "n
     window = image[wy0:wy1, wx0:wx1]
     bg = window.astype(np.float32)
     if mode == "gaussian":
-        fg = cv2.GaussianBlur(fg, (0, 0), params["sigma"])
+        fg = _feather(fg, params["sigma"])
     elif mode == "motion":
         fg = cv2.filter2D(fg, -1, motion_kernel(params["length"], params["angle"]), borderType=cv2.BORDER_CONSTANT)
     a = fg[..., 3:4] * (1.0 / 255.0)
