@@ -5,12 +5,11 @@ from __future__ import annotations
 import numpy as np
 
 from .backends.base import Render
-from .plan import Scene
 from .sample import Annotation
 from .spec import Spec
 
 
-def annotate(spec: Spec, scene: Scene, render: Render) -> list[Annotation]:
+def annotate(spec: Spec, scene, render: Render) -> list[Annotation]:
     """One Annotation per labelled object that passes min_visibility and min_area, bottom to top.
 
     Objects that fail the filter stay in the image (they were pasted) but get no label; the
@@ -43,3 +42,36 @@ def annotate(spec: Spec, scene: Scene, render: Render) -> list[Annotation]:
         mask[y0:y1, x0:x1] = window
         out.append(Annotation(obj.category, names.index(obj.category), bbox, mask, area, visibility, truncation, k))
     return out
+
+
+def annotate_3d(annotations: list[Annotation], render: Render) -> None:
+    """Add the renderer's amodal box and mask, pose and projected 3D box keypoints, in place."""
+    ex = render.extras
+    depth, K = ex["depth"], ex["K"]
+    H, W = depth.shape
+    for a in annotations:
+        k = a.object_index
+        x0, y0, x1, y1 = ex["amodal_boxes"][k]
+        a.amodal_bbox = (float(x0), float(y0), float(x1), float(y1))
+        a.pose = ex["poses"][k]
+        m = ex["amodal_masks"].get(k)
+        if ex["want_amodal_masks"] and m is not None:
+            mask, ox, oy = m
+            full = np.zeros((H, W), bool)
+            sx0, sy0 = max(0, -ox), max(0, -oy)
+            sx1, sy1 = min(mask.shape[1], W - ox), min(mask.shape[0], H - oy)
+            if sx1 > sx0 and sy1 > sy0:
+                full[oy + sy0 : oy + sy1, ox + sx0 : ox + sx1] = mask[sy0:sy1, sx0:sx1]
+            a.amodal_mask = full
+        pts = ex["corners"][k]
+        kp = np.zeros((len(pts), 3))
+        for i, (X, Y, Z) in enumerate(pts):
+            if Z <= 1e-6:
+                continue
+            u, v = K[0, 0] * X / Z + K[0, 2], K[1, 1] * Y / Z + K[1, 2]
+            if not (0 <= u < W - 0.5 and 0 <= v < H - 0.5):
+                continue  # outside the frame: not labelled (COCO v = 0, x = y = 0)
+            d = depth[int(round(v)), int(round(u))]
+            visible = d == 0 or Z <= d + 0.005  # nothing drawn there, or the point is in front
+            kp[i] = (u, v, 2 if visible else 1)
+        a.keypoints = kp

@@ -10,15 +10,13 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from . import __version__
-from .annotate import annotate
-from .assets import AssetLibrary
-from .backends import BACKENDS
+from .annotate import annotate, annotate_3d
+from .backends import kind_parts
 from .augment import Augmenter
 from .errors import SpecError, SynthgenError
-from .plan import Scene, plan_scene
 from .sample import Sample
 from .scheduler import PerClassSchedule
-from .spec import Spec, load_spec
+from .spec import RendererSpec, Spec, load_spec
 from .writers import make_writers
 
 # What a run writes; --overwrite removes exactly these, nothing else in the folder.
@@ -34,7 +32,7 @@ class Generator:
     into worker processes.
     """
 
-    def __init__(self, spec: Spec, seed: int | None = None):
+    def __init__(self, spec: Spec | RendererSpec, seed: int | None = None):
         self.spec = spec if seed is None else spec.model_copy(update={"seed": int(seed)})
         self._lib: AssetLibrary | None = None
         self._backend: Any = None
@@ -42,8 +40,9 @@ class Generator:
         Augmenter(self.spec)  # bad transform names or parameters fail now, naming the key
         for c in self.spec.categories:
             p = self.spec.placement_for(c)
-            if p.visibility_range is not None and p.visibility_range[1] < p.min_visibility:
-                raise SpecError(f"classes.{c}: visibility_range {list(p.visibility_range)} lies below min_visibility "
+            vr = getattr(p, "visibility_range", None)
+            if vr is not None and vr[1] < p.min_visibility:
+                raise SpecError(f"classes.{c}: visibility_range {list(vr)} lies below min_visibility "
                                 f"{p.min_visibility}: no object could be labelled")
 
     @classmethod
@@ -55,15 +54,17 @@ class Generator:
         return self.spec.seed
 
     @property
-    def library(self) -> AssetLibrary:
+    def library(self) -> Any:
+        """The spec's assets (AssetLibrary, or MeshLibrary for the renderer)."""
         if self._lib is None:
-            self._lib = AssetLibrary(self.spec)
+            self._lib = kind_parts(self.spec.kind)[0](self.spec)
         return self._lib
 
     @property
     def backend(self) -> Any:
+        """The backend of this process, created on first use (in the thread that renders)."""
         if self._backend is None:
-            self._backend = BACKENDS[self.spec.kind](self.library)
+            self._backend = kind_parts(self.spec.kind)[2](self.library)
         return self._backend
 
     def __getstate__(self) -> dict[str, Any]:
@@ -72,8 +73,9 @@ class Generator:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(state["spec"])
 
-    def plan(self, index: int, categories: Sequence[str] | None = None) -> Scene:
-        return plan_scene(self.spec, self.library, self.seed, index, categories)
+    def plan(self, index: int, categories: Sequence[str] | None = None) -> Any:
+        """The planned scene of sample ``index``: every random choice, as plain data."""
+        return kind_parts(self.spec.kind)[1](self.spec, self.library, self.seed, index, categories)
 
     def sample(self, index: int, categories: Sequence[str] | None = None, variant: str | None = None) -> Sample:
         """Sample ``index``.
@@ -85,9 +87,13 @@ class Generator:
             raise IndexError(f"sample index must be >= 0, got {index}")
         return self._render(self.plan(index, categories), variant)
 
-    def _render(self, scene: Scene, variant: str | None) -> Sample:
+    def _render(self, scene: Any, variant: str | None) -> Sample:
         render = self.backend.render(scene, blend=variant)
-        return Sample(scene.index, render.image, annotate(self.spec, scene, render), scene, variant)
+        anns = annotate(self.spec, scene, render)
+        if "poses" in render.extras:
+            annotate_3d(anns, render)
+            return Sample(scene.index, render.image, anns, scene, variant, render.extras["depth"], render.extras["K"])
+        return Sample(scene.index, render.image, anns, scene, variant)
 
     def samples(self, index: int, categories: Sequence[str] | None = None) -> list[Sample]:
         """What a run writes for ``index``: one sample, or one per ``write_blend_variants`` mode
@@ -201,7 +207,7 @@ def _target_report(spec: Spec, measured: dict[str, list[tuple[float, float]]]) -
         vals = measured[c]
         entry: dict[str, Any] = {}
         for key, i in (("visibility_range", 0), ("truncation_range", 1)):
-            rng_ = getattr(p, key)
+            rng_ = getattr(p, key, None)
             if rng_ is None or not vals:
                 continue
             xs = [v[i] for v in vals]

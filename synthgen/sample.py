@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .plan import Scene
+from typing import Any
 
 
 @dataclass
@@ -31,6 +31,14 @@ class Annotation:
     """Share of the object's own pixels outside the frame."""
     object_index: int
     """Index of this object in ``scene.objects``."""
+    amodal_bbox: tuple[float, float, float, float] | None = None
+    """Renderer: box of the whole object drawn alone, xyxy pixels; may reach outside the frame."""
+    amodal_mask: np.ndarray | None = None
+    """Renderer, with amodal masks on: (H, W) bool, the whole object drawn alone, in the frame."""
+    pose: np.ndarray | None = None
+    """Renderer: (4, 4) model-to-camera, OpenCV camera axes (x right, y down, z forward), metres."""
+    keypoints: np.ndarray | None = None
+    """Renderer: (9, 3) x, y, v of the 3D box's 8 corners and centre; v = 2 visible, 1 hidden, 0 outside."""
 
 
 @dataclass
@@ -38,9 +46,14 @@ class Sample:
     index: int
     image: np.ndarray
     annotations: list[Annotation]
-    scene: Scene
+    scene: Any
+    """The planned scene (plan.Scene or plan3d.RenderScene)."""
     variant: str | None = None
     """The blend mode forced on every object when written as a blend variant, else None."""
+    depth: np.ndarray | None = None
+    """Renderer: (H, W) float32 metres along the optical axis, 0 where nothing was drawn."""
+    camera_K: np.ndarray | None = None
+    """Renderer: (3, 3) intrinsics matching the image, OpenCV convention."""
     extras: dict = field(default_factory=dict)
 
     @property

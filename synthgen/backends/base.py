@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -16,9 +16,10 @@ class Render:
         whose alpha >= ALPHA_ON at that pixel).
     own_area : (K,) int64, pixels of each object drawn alone on an unbounded canvas.
     inframe_area : (K,) int64, those of ``own_area`` that fall inside the frame.
-    regions : (K, 4) int64 x0, y0, x1, y1 of each object's patch clipped to the frame
-        (all its pixels lie inside; x1 <= x0 when it is wholly outside). Lets annotation look
+    regions : (K, 4) int64 x0, y0, x1, y1 of a window clipped to the frame that holds all of
+        each object's visible pixels (x1 <= x0 when it is wholly outside). Lets annotation look
         at a small window instead of the whole map.
+    extras : backend-specific outputs (the renderer's depth, K, poses, amodal boxes and masks).
     """
 
     image: np.ndarray
@@ -26,3 +27,4 @@ class Render:
     own_area: np.ndarray
     inframe_area: np.ndarray
     regions: np.ndarray
+    extras: dict = field(default_factory=dict)

@@ -11,13 +11,16 @@ import difflib
 import types
 import typing
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Annotated, Any, Iterable, Union
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 from ..errors import SpecError
 from .models import Spec
+from .renderer import RendererSpec
+
+KINDS = {"compositor": Spec, "renderer": RendererSpec}
 
 Loc = tuple[Any, ...]
 
@@ -93,9 +96,9 @@ def _unwrap(tp: Any) -> list[Any]:
     return [tp]
 
 
-def _allowed_keys(loc: Loc) -> list[str]:
-    """Field names valid at ``loc`` in the Spec model tree (for 'did you mean')."""
-    current: list[Any] = [Spec]
+def _allowed_keys(loc: Loc, root: type[BaseModel] = Spec) -> list[str]:
+    """Field names valid at ``loc`` in the spec model tree (for 'did you mean')."""
+    current: list[Any] = [root]
     for part in loc:
         nxt: list[Any] = []
         for tp in current:
@@ -139,8 +142,12 @@ def _format_errors(
     overridden: dict[Loc, str],
 ) -> str:
     lines = []
+    root = KINDS.get(data.get("kind", "compositor"), Spec)
     for e in err.errors():
-        loc = _data_loc(data, e["loc"])
+        raw_loc = e["loc"]
+        if raw_loc and raw_loc[0] in KINDS and raw_loc[0] not in data:
+            raw_loc = raw_loc[1:]  # the union's tag, not a key
+        loc = _data_loc(data, raw_loc)
         path = ".".join(str(p) for p in loc) or "(top level)"
         where = name
         origin = next((o for o in overridden if loc[: len(o)] == o), None)
@@ -156,7 +163,7 @@ def _format_errors(
                     break
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
-            allowed = _allowed_keys(loc[:-1])
+            allowed = _allowed_keys(loc[:-1], root)
             close = difflib.get_close_matches(str(loc[-1]), allowed, n=1, cutoff=0.6)
             msg = f"unknown key {loc[-1]!r}" + (f"; did you mean {close[0]!r}?" if close else "")
             if allowed:
@@ -167,11 +174,15 @@ def _format_errors(
     return "\n".join(lines)
 
 
+AnySpec = Annotated[Union[Spec, RendererSpec], Field(discriminator="kind")]
+_ADAPTER: TypeAdapter = TypeAdapter(AnySpec)
+
+
 def load_spec(
     path: str | Path,
     overrides: Iterable[str] = (),
     seed: int | None = None,
-) -> Spec:
+) -> Spec | RendererSpec:
     """Read, override and validate a spec file. Raises SpecError naming file:line:col and key."""
     path = Path(path)
     try:
@@ -187,7 +198,7 @@ def spec_from_text(
     base_dir: str | Path = ".",
     overrides: Iterable[str] = (),
     seed: int | None = None,
-) -> Spec:
+) -> Spec | RendererSpec:
     data, positions = _compose(text, name)
     return spec_from_dict(data, name=name, base_dir=base_dir, overrides=overrides, seed=seed, positions=positions)
 
@@ -199,7 +210,7 @@ def spec_from_dict(
     overrides: Iterable[str] = (),
     seed: int | None = None,
     positions: dict[Loc, tuple[int, int]] | None = None,
-) -> Spec:
+) -> Spec | RendererSpec:
     if not isinstance(data, dict):
         raise SpecError(f"{name}: a spec must be a mapping of keys, got {type(data).__name__}")
     data = copy.deepcopy(data)  # we edit it; key order (= class order) is kept
@@ -211,7 +222,12 @@ def spec_from_dict(
         data["seed"] = int(seed)
     if "base_dir" in data:
         raise SpecError(f"{name}: 'base_dir' is not a spec key (paths are relative to the spec file)")
+    kind = data.get("kind", "compositor")
+    if kind not in KINDS:
+        close = difflib.get_close_matches(str(kind), list(KINDS), n=1)
+        where = f"{name}:{positions[('kind',)][0]}:{positions[('kind',)][1]}" if positions and ("kind",) in positions else name
+        raise SpecError(f"{where} kind: unknown kind {kind!r}; choose {' or '.join(KINDS)}" + (f" (did you mean {close[0]!r}?)" if close else ""))
     try:
-        return Spec.model_validate({**data, "base_dir": Path(base_dir)})
+        return _ADAPTER.validate_python({**data, "kind": kind, "base_dir": Path(base_dir)})
     except ValidationError as e:
         raise SpecError(_format_errors(e, data, name, positions or {}, overridden)) from None

@@ -45,7 +45,10 @@ class Output(_Model):
     """(width, height) in pixels."""
     image_format: Literal["jpg", "png"] = "jpg"
     quality: Annotated[int, Field(ge=1, le=100)] = 95
-    formats: list[Literal["coco", "yolo", "voc"]] = ["coco", "yolo", "voc"]
+    formats: list[Literal["coco", "yolo", "voc", "bop"]] = ["coco", "yolo", "voc"]
+    """Label formats; bop (6D pose) needs kind: renderer."""
+    depth: bool = True
+    """Renderer: write depth maps (16-bit PNG, millimetres) to OUT/depth/<split>/."""
     split: dict[str, Annotated[float, Field(ge=0, le=1)]] = {"train": 1.0}
     coco_segmentation: Literal["rle", "polygon"] = "rle"
     yolo_task: Literal["detect", "segment"] = "detect"
@@ -266,6 +269,8 @@ class Spec(_Model):
         for name in self.classes:
             if not name.strip():
                 raise ValueError("class names must not be empty")
+        if "bop" in self.output.formats:
+            raise ValueError("output.formats: bop (6D pose) needs kind: renderer")
         if len(set(self.write_blend_variants)) != len(self.write_blend_variants):
             raise ValueError("write_blend_variants lists a mode twice")
         return self

@@ -1,0 +1,407 @@
+"""The 3D backend: pyrender, offscreen through EGL (Mesa's software rasteriser on a CPU, the
+GPU driver where there is one). Draws a planned RenderScene; draws no random numbers.
+
+One OffscreenRenderer and one pyrender scene per process, created on first use in the thread
+that renders (a GL context does not survive fork; deleting one renderer ends EGL for all).
+Meshes are uploaded once; per sample only poses, materials, lights and the camera change.
+
+Passes per sample:
+1. colour + depth (RGBA, so the background photo is composited with the render's own alpha);
+2. segmentation: every object, distractors and the ground plane included, in flat colours,
+   so the instance map's occlusion is exact;
+3. "alone" passes, only where needed: an object whose projected 3D box meets another's, or
+   leaves the frame, or whose amodal mask is asked for, is drawn alone in a viewport cropped
+   (or grown) to that box; objects whose boxes are disjoint share a pass. An object that
+   needs none is its own silhouette, whole and inside the frame. These give each object's own
+   pixel count (visibility, truncation) and its amodal box and mask.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any
+
+import numpy as np
+
+from ..errors import SynthgenError
+from ..meshes import MeshLibrary
+from ..plan3d import PRIMITIVES, RenderScene, primitive_mesh
+from .base import Render
+
+GL_HINT = (
+    "synthgen's renderer needs OpenGL through EGL (PYOPENGL_PLATFORM=egl). On a CPU machine install "
+    "Mesa's EGL and software rasteriser (Debian/Ubuntu: apt-get install libegl1 libegl-mesa0 libgl1-mesa-dri; "
+    "Fedora: dnf install mesa-libEGL mesa-dri-drivers); on a GPU machine, the vendor's driver with EGL."
+)
+
+# 3D box corners (model frame, unit cube) in the order written as keypoints, then the centre.
+CORNERS = np.array([[x, y, z] for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)] + [[0, 0, 0]], float)
+KEYPOINT_NAMES = [f"corner{i}" for i in range(8)] + ["center"]
+GL_TO_CV = np.diag([1.0, -1.0, -1.0, 1.0])  # OpenGL camera axes -> OpenCV camera axes
+
+
+def _import_pyrender():
+    os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
+    if not hasattr(np, "infty"):  # pyrender 0.1.45 uses np.infty, gone in NumPy 2
+        np.infty = np.inf
+    import pyrender
+
+    return pyrender
+
+
+class RendererBackend:
+    kind = "renderer"
+
+    def __init__(self, lib: MeshLibrary):
+        self.lib = lib
+        self.spec = lib.spec
+        from ..augment import Augmenter
+
+        self.augmenter = Augmenter(self.spec)
+        self._renderer = None
+        self._slots: dict[str, list[Any]] = {}
+        self._prims: dict[str, list[Any]] = {}
+        self._textures: dict[str, Any] = {}
+        self._bg_cache: dict[str, np.ndarray] = {}
+
+    # -- lazy GL state --------------------------------------------------------------------
+    def _setup(self) -> None:
+        if self._renderer is not None:
+            return
+        try:
+            pyrender = _import_pyrender()
+            W, H = self.spec.output.size
+            self._renderer = pyrender.OffscreenRenderer(W, H)
+        except Exception as e:  # noqa: BLE001 - EGL/GL failures come in many types
+            raise SynthgenError(f"cannot start offscreen OpenGL: {type(e).__name__}: {e}\n{GL_HINT}") from None
+        self.pr = pyrender
+        _fast_readback(self._renderer._renderer)
+        self.scene = pyrender.Scene(bg_color=[0, 0, 0, 0], ambient_light=[0.2, 0.2, 0.2])
+        self.cam_node = self.scene.add(pyrender.IntrinsicsCamera(500, 500, 320, 240), pose=np.eye(4))
+        import trimesh
+
+        plane = trimesh.Trimesh(vertices=[[-1, -1, 0], [1, -1, 0], [1, 1, 0], [-1, 1, 0]], faces=[[0, 1, 2], [0, 2, 3]], process=False)
+        uv = np.array([[0, 0], [8, 0], [8, 8], [0, 8]], float)
+        self._plane_uv = uv
+        plane.visual = trimesh.visual.TextureVisuals(uv=uv)
+        self._plane_tm = plane
+        self.ground = None
+        self._light_nodes: list[Any] = []
+
+    def _texture(self, key: str):
+        t = self._textures.get(key)
+        if t is None:
+            import cv2
+
+            img = cv2.imread(str(self.lib.base / key), cv2.IMREAD_COLOR)
+            if img is None:
+                raise SynthgenError(f"{self.lib.base / key}: cannot decode texture")
+            t = self._textures[key] = self.pr.Texture(source=cv2.cvtColor(img, cv2.COLOR_BGR2RGB), source_channels="RGB")
+        return t
+
+    def _slot(self, category: str, i: int):
+        slots = self._slots.setdefault(category, [])
+        while len(slots) <= i:
+            if not slots:
+                mesh = self.pr.Mesh.from_trimesh(self.lib.mesh(category), smooth=False)
+            else:  # another instance: its own primitives (own material slot), shared textures
+                mesh = self.pr.Mesh([self.pr.Primitive(positions=p.positions, normals=p.normals, texcoord_0=p.texcoord_0,
+                                                       color_0=p.color_0, indices=p.indices, material=p.material, mode=p.mode)
+                                     for p in slots[0][1].primitives])
+            originals = [p.material for p in mesh.primitives]
+            if slots:
+                originals = list(slots[0][2])
+            node = self.scene.add(mesh, pose=np.eye(4))
+            slots.append((node, mesh, originals))
+        return slots[i]
+
+    def _prim(self, kind: str, i: int):
+        nodes = self._prims.setdefault(kind, [])
+        while len(nodes) <= i:
+            mesh = self.pr.Mesh.from_trimesh(primitive_mesh(kind), smooth=kind in ("sphere", "capsule"))
+            nodes.append((self.scene.add(mesh, pose=np.eye(4)), mesh, [p.material for p in mesh.primitives]))
+        return nodes[i]
+
+    # -- one sample -------------------------------------------------------------------------
+    def setup_scene(self, scene: RenderScene) -> list:
+        """Pose, dress and light the pyrender scene for ``scene``; returns the object nodes."""
+        self._setup()
+        pr = self.pr
+        W, H = scene.size
+        for node in self.scene.mesh_nodes:
+            node.mesh.is_visible = False
+        used: dict[str, int] = {}
+        nodes = []
+        for obj in scene.objects:
+            key = obj.category if obj.category is not None else obj.primitive
+            i = used.get(key, 0)
+            used[key] = i + 1
+            node, mesh, originals = self._slot(obj.category, i) if obj.category is not None else self._prim(obj.primitive, i)
+            mesh.is_visible = True
+            pose = np.array(obj.pose, float)
+            if obj.category is None:
+                pose = pose @ np.diag([obj.size, obj.size, obj.size, 1.0])
+            self.scene.set_pose(node, pose)
+            self._apply_material(mesh, originals, obj.material)
+            nodes.append(node)
+        bg = scene.background
+        if bg["mode"] == "ground":
+            if self.ground is None:
+                mat = pr.MetallicRoughnessMaterial(baseColorTexture=self._texture(bg["texture"]), metallicFactor=0.0, roughnessFactor=0.9)
+                self.ground = self.scene.add(pr.Mesh.from_trimesh(self._plane_tm, material=mat), pose=np.diag([3.0, 3.0, 1.0, 1.0]))
+            self.ground.mesh.primitives[0].material.baseColorTexture = self._texture(bg["texture"])
+            self.ground.mesh.is_visible = True
+        for ln in self._light_nodes:
+            self.scene.remove_node(ln)
+        self._light_nodes = []
+        for li in scene.lights:
+            if li.kind == "directional":
+                light = pr.DirectionalLight(color=li.color, intensity=li.intensity)
+            elif li.kind == "point":
+                light = pr.PointLight(color=li.color, intensity=li.intensity)
+            else:
+                light = pr.SpotLight(color=li.color, intensity=li.intensity, innerConeAngle=0.3, outerConeAngle=0.7)
+            self._light_nodes.append(self.scene.add(light, pose=np.array(li.pose)))
+        self.scene.ambient_light = np.full(3, scene.ambient)
+        self.scene.set_pose(self.cam_node, np.array(scene.camera.pose, float))
+        self._camera(*scene.camera.K, scene.camera, W, H)
+        return nodes
+
+    def render(self, scene: RenderScene, blend: str | None = None) -> Render:
+        nodes = self.setup_scene(scene)
+        pr = self.pr
+        W, H = scene.size
+        bg = scene.background
+        fx, fy, cx, cy = scene.camera.K
+        cam_pose = np.array(scene.camera.pose, float)
+        r = self._renderer
+        color, depth = r.render(self.scene, flags=pr.RenderFlags.RGBA)
+        seg_map = {n: [(k + 1) & 255, (k + 1) >> 8, 0] for k, n in enumerate(nodes)}
+        if self.ground is not None and self.ground.mesh.is_visible:
+            seg_map[self.ground] = [0, 0, 0]  # occludes, owns nothing
+        r._renderer.synthgen_ids_under_256 = len(nodes) < 255
+        seg, _ = r.render(self.scene, flags=pr.RenderFlags.SEG, seg_node_map=seg_map)
+        imap = _ids(seg)
+
+        image = self._composite(color, bg, W, H)
+        k_n = len(scene.objects)
+        world_to_cv = GL_TO_CV @ np.linalg.inv(cam_pose)
+        Kmat = np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1.0]])
+        proj_boxes = np.zeros((k_n, 4))
+        corners_cam = []
+        for k, obj in enumerate(scene.objects):
+            ext = self._extent(obj)
+            pts = (np.array(obj.pose) @ np.c_[CORNERS * ext / 2, np.ones(9)].T).T
+            cam = (world_to_cv @ pts.T).T[:, :3]
+            corners_cam.append(cam)
+            z = np.maximum(cam[:, 2], scene.camera.znear)
+            uv = (Kmat @ (cam / z[:, None]).T).T[:, :2]
+            proj_boxes[k] = [uv[:8, 0].min() - 2, uv[:8, 1].min() - 2, uv[:8, 0].max() + 3, uv[:8, 1].max() + 3]
+
+        visible_counts = np.bincount(imap.ravel(), minlength=k_n + 1)[1:] if k_n else np.zeros(0, np.int64)
+        own_area = visible_counts.astype(np.int64)
+        inframe = own_area.copy()
+        amodal_boxes = np.zeros((k_n, 4))
+        amodal_masks: dict[int, tuple[np.ndarray, int, int]] = {}
+        want_all = self.spec.placement.amodal_masks or "bop" in self.spec.output.formats
+        labelled = [k for k, o in enumerate(scene.objects) if o.labelled]
+        need = []
+        under_ground = self.ground is not None and self.ground.mesh.is_visible and cam_pose[2, 3] < 0
+        for k in labelled:
+            # Anything covering part of k shows its own pixels inside k's projected box, so a box
+            # holding only k and background means k is whole, unless it is cut by the frame.
+            # Only pixels nearer than k's farthest corner can be covering k (exact-safe).
+            b = regions_of(proj_boxes[k], W, H)
+            window = imap[b[1] : b[3], b[0] : b[2]]
+            far = corners_cam[k][:8, 2].max()
+            other = (window != 0) & (window != k + 1)
+            covered = bool(other.any() and (depth[b[1] : b[3], b[0] : b[2]][other] < far).any())
+            mine = window == k + 1
+            at_border = (b[0] == 0 and mine[:, 0].any()) or (b[1] == 0 and mine[0].any()) or \
+                        (b[2] == W and mine[:, -1].any()) or (b[3] == H and mine[-1].any())
+            if want_all or covered or at_border or under_ground:
+                need.append(k)
+            # else: visible = alone, nothing more to render
+        self.passes = 2
+        for group in _disjoint_groups([proj_boxes[k] for k in need]):
+            self.passes += 1
+            ks = [need[i] for i in group]
+            x0 = int(math.floor(min(proj_boxes[k][0] for k in ks)))
+            y0 = int(math.floor(min(proj_boxes[k][1] for k in ks)))
+            x1 = int(math.ceil(max(proj_boxes[k][2] for k in ks)))
+            y1 = int(math.ceil(max(proj_boxes[k][3] for k in ks)))
+            x1, y1 = max(x1, x0 + 1), max(y1, y0 + 1)
+            alone = self._alone(nodes, ks, x0, y0, x1 - x0, y1 - y0, (fx, fy, cx, cy), scene.camera)
+            for k in ks:
+                m = alone == k + 1
+                own_area[k] = int(m.sum())
+                fx0, fy0 = max(0, -x0), max(0, -y0)
+                inframe[k] = int(m[fy0 : max(fy0, H - y0), fx0 : max(fx0, W - x0)].sum())
+                amodal_masks[k] = (m, x0, y0)
+        self._camera(fx, fy, cx, cy, scene.camera, W, H)  # back to the full frame
+
+        regions = np.array([regions_of(proj_boxes[k], W, H) for k in range(k_n)], np.int64).reshape(k_n, 4)
+        for k in labelled:
+            if k not in amodal_masks:  # whole and unoccluded: the amodal mask is the visible one
+                x0, y0, x1, y1 = regions[k]
+                amodal_masks[k] = (imap[y0:y1, x0:x1] == k + 1, int(x0), int(y0))
+            m, ox, oy = amodal_masks[k]
+            rows, cols = np.flatnonzero(m.any(axis=1)), np.flatnonzero(m.any(axis=0))
+            amodal_boxes[k] = (cols[0] + ox, rows[0] + oy, cols[-1] + 1 + ox, rows[-1] + 1 + oy) if len(rows) else (0, 0, 0, 0)
+
+        if scene.image_augment_seed is not None and self.augmenter.image is not None:
+            image = np.ascontiguousarray(self.augmenter.apply_image(image, scene.image_augment_seed))
+        extras = {
+            "depth": depth.astype(np.float32),
+            "K": Kmat,
+            "poses": [world_to_cv @ np.array(o.pose) for o in scene.objects],
+            "corners": corners_cam,
+            "amodal_boxes": amodal_boxes,
+            "amodal_masks": amodal_masks,
+            "want_amodal_masks": want_all,
+        }
+        return Render(image, imap, own_area, inframe, regions, extras)
+
+    # -- helpers ----------------------------------------------------------------------------
+    def _extent(self, obj) -> np.ndarray:
+        if obj.category is not None:
+            return np.asarray(self.lib.mesh(obj.category).extents, float)
+        return np.asarray(primitive_mesh(obj.primitive).extents, float) * obj.size
+
+    def _camera(self, fx, fy, cx, cy, cam, w, h) -> None:
+        # pyrender puts the principal point at cx in a frame whose pixel centres are at i + 0.5;
+        # OpenCV's K has them at integers: shift by half a pixel.
+        self.cam_node.camera = self.pr.IntrinsicsCamera(fx, fy, cx + 0.5, cy + 0.5, znear=cam.znear, zfar=cam.zfar)
+        r = self._renderer
+        if (r.viewport_width, r.viewport_height) != (w, h):
+            r.viewport_width, r.viewport_height = w, h
+
+    def _alone(self, nodes, ks, x0, y0, w, h, K, cam) -> np.ndarray:
+        """Objects ``ks`` drawn without any other, in the window (x0, y0, w, h) of image pixels
+        (which may reach outside the frame): (h, w) int32 of k + 1 / 0."""
+        fx, fy, cx, cy = K
+        self._camera(fx, fy, cx - x0, cy - y0, cam, w, h)
+        seg_map = {nodes[k]: [(k + 1) & 255, (k + 1) >> 8, 0] for k in ks}
+        seg, _ = self._renderer.render(self.scene, flags=self.pr.RenderFlags.SEG, seg_node_map=seg_map)
+        return _ids(seg)
+
+    def _apply_material(self, mesh, originals, mat: dict[str, Any]) -> None:
+        if mat["mode"] == "keep":
+            for p, m in zip(mesh.primitives, originals):
+                p.material = m
+            return
+        kwargs = {"metallicFactor": mat["metallic"], "roughnessFactor": mat["roughness"]}
+        if mat["mode"] == "texture":
+            new = self.pr.MetallicRoughnessMaterial(baseColorTexture=self._texture(mat["texture"]), **kwargs)
+        else:
+            new = self.pr.MetallicRoughnessMaterial(baseColorFactor=mat["base_color"], **kwargs)
+        for p in mesh.primitives:
+            p.material = new
+
+    def _composite(self, rgba: np.ndarray, bg: dict[str, Any], W: int, H: int) -> np.ndarray:
+        """The render over its background, with the render's alpha (premultiplied colour)."""
+        import cv2
+
+        if bg["mode"] == "image":
+            back = np.ascontiguousarray(self._photo(bg["asset"], bg["crop"], W, H))
+        else:
+            col = bg["color"] if bg["mode"] == "color" else bg["sky"]
+            back = np.empty((H, W, 3), np.uint8)
+            back[:] = np.round(np.array(col) * 255).astype(np.uint8)
+        # rgb + back * (1 - a): pyrender's colour over a transparent clear is premultiplied.
+        inv = cv2.cvtColor(255 - rgba[..., 3], cv2.COLOR_GRAY2RGB)
+        return cv2.add(np.ascontiguousarray(rgba[..., :3]), cv2.multiply(back, inv, scale=1.0 / 255.0))
+
+    def _photo(self, key: str, crop, W: int, H: int) -> np.ndarray:
+        import cv2
+
+        from ..assets import fit_background
+
+        img = self._bg_cache.get(key)
+        if img is None:
+            raw = cv2.imread(str(self.lib.base / key), cv2.IMREAD_COLOR)
+            if raw is None:
+                raise SynthgenError(f"{self.lib.base / key}: cannot decode background image")
+            img = self._bg_cache[key] = fit_background(cv2.cvtColor(raw, cv2.COLOR_BGR2RGB), "random_crop", (W, H))
+        ox = int(round(crop[0] * (img.shape[1] - W)))
+        oy = int(round(crop[1] * (img.shape[0] - H)))
+        return img[oy : oy + H, ox : ox + W]
+
+
+def _fast_readback(renderer) -> None:
+    """Replace pyrender 0.1.45's framebuffer read on this renderer instance (the version is pinned).
+
+    Its own reads back and linearises depth on every pass, with boolean indexing. Segmentation
+    passes need no depth at all: here they blit and read colour only, and the colour pass
+    linearises depth in one vectorised expression. Same values, about half the time per pass.
+    """
+    import sys
+
+    from OpenGL.GL import (GL_COLOR_BUFFER_BIT, GL_DEPTH_BUFFER_BIT, GL_DEPTH_COMPONENT, GL_DRAW_FRAMEBUFFER, GL_FLOAT,
+                           GL_LINEAR, GL_NEAREST, GL_READ_FRAMEBUFFER, GL_RED, GL_RGB, GL_RGBA, GL_UNSIGNED_BYTE,
+                           glBindFramebuffer, glBlitFramebuffer, glReadPixels)
+    from pyrender.constants import RenderFlags
+
+    if sys.platform == "darwin":  # pyrender resizes for retina there; keep its own code
+        return
+
+    def read(scene, flags):
+        width, height = renderer._main_fb_dims
+        seg = bool(flags & RenderFlags.SEG)
+        glBindFramebuffer(GL_READ_FRAMEBUFFER, renderer._main_fb_ms)
+        glBindFramebuffer(GL_DRAW_FRAMEBUFFER, renderer._main_fb)
+        glBlitFramebuffer(0, 0, width, height, 0, 0, width, height, GL_COLOR_BUFFER_BIT, GL_LINEAR)
+        if not seg:
+            glBlitFramebuffer(0, 0, width, height, 0, 0, width, height, GL_DEPTH_BUFFER_BIT, GL_NEAREST)
+        glBindFramebuffer(GL_READ_FRAMEBUFFER, renderer._main_fb)
+        depth = None
+        if not seg:
+            d = np.frombuffer(glReadPixels(0, 0, width, height, GL_DEPTH_COMPONENT, GL_FLOAT), np.float32).reshape(height, width)[::-1]
+            n, f = scene.main_camera_node.camera.znear, scene.main_camera_node.camera.zfar
+            with np.errstate(divide="ignore"):
+                depth = np.where(d >= 1.0, 0.0, (2.0 * n * f) / (f + n - (2.0 * d - 1.0) * (f - n))).astype(np.float32)
+            if flags & RenderFlags.DEPTH_ONLY:
+                return depth
+        if seg and getattr(renderer, "synthgen_ids_under_256", False):  # ids fit the red channel
+            red = np.frombuffer(glReadPixels(0, 0, width, height, GL_RED, GL_UNSIGNED_BYTE), np.uint8).reshape(height, width)[::-1]
+            return red[..., None], None
+        fmt, ch = (GL_RGBA, 4) if flags & RenderFlags.RGBA else (GL_RGB, 3)
+        color = np.frombuffer(glReadPixels(0, 0, width, height, fmt, GL_UNSIGNED_BYTE), np.uint8).reshape(height, width, ch)[::-1]
+        return color, depth
+
+    renderer._read_main_framebuffer = read
+
+
+def _ids(seg: np.ndarray) -> np.ndarray:
+    """Object ids (k + 1) from a segmentation read-back: red = low byte, green = high byte."""
+    ids = seg[..., 0].astype(np.int32)
+    if seg.shape[2] > 1:
+        ids += seg[..., 1].astype(np.int32) << 8
+    return ids
+
+
+def regions_of(box, W: int, H: int) -> tuple[int, int, int, int]:
+    """A float xyxy box as whole pixels, clipped to the frame."""
+    return (max(0, int(math.floor(box[0]))), max(0, int(math.floor(box[1]))),
+            min(W, int(math.ceil(box[2]))), min(H, int(math.ceil(box[3]))))
+
+
+def _overlap(a, b) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def _disjoint_groups(boxes: list) -> list[list[int]]:
+    """Greedy colouring: groups of indices whose boxes do not overlap one another."""
+    groups: list[list[int]] = []
+    for i, b in enumerate(boxes):
+        for g in groups:
+            if not any(_overlap(b, boxes[j]) for j in g):
+                g.append(i)
+                break
+        else:
+            groups.append([i])
+    return groups
+
+
+__all__ = ["KEYPOINT_NAMES", "PRIMITIVES", "RendererBackend"]
