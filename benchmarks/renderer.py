@@ -58,12 +58,15 @@ def main() -> None:
     # pyrender's own framebuffer read
     bare = 0.0
     del r._renderer._read_main_framebuffer
+    saved = r._renderer.__dict__.pop("synthgen_read", None)
     for i in indices:
         be.setup_scene(gen.plan(i))
         t0 = time.perf_counter()
         r.render(be.scene)
         bare += time.perf_counter() - t0
     r._renderer._read_main_framebuffer = fast_read
+    if saved is not None:
+        r._renderer.synthgen_read = saved
     # labelled: the whole sample on the same scenes
     labelled = 0.0
     objects = 0

@@ -20,7 +20,7 @@ from .spec import RendererSpec, Spec, load_spec
 from .writers import make_writers
 
 # What a run writes; --overwrite removes exactly these, nothing else in the folder.
-OUTPUTS = ("images", "annotations", "labels", "voc", "manifest.jsonl", "dataset.json", "data.yaml")
+OUTPUTS = ("images", "annotations", "labels", "voc", "depth", "bop", "manifest.jsonl", "dataset.json", "data.yaml")
 CHUNK = 16  # tasks per worker hand-off
 
 
@@ -264,6 +264,8 @@ def _produce_with(gen: Generator, writers: list, task: tuple[int, list[str] | No
             if w.per_sample:  # its own files: write here, hand nothing back
                 w.write(payload)
                 payload = None
+            elif hasattr(w, "write_local"):  # per-image files here, shared files in the main process
+                payload = w.write_local(payload)
             payloads.append(payload)
         labels = [(a.category, float(a.visibility), float(a.truncation)) for a in sample.annotations]
         results.append((sample.split, labels, payloads))

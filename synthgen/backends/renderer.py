@@ -62,7 +62,7 @@ class RendererBackend:
         self._renderer = None
         self._slots: dict[str, list[Any]] = {}
         self._prims: dict[str, list[Any]] = {}
-        self._textures: dict[str, Any] = {}
+        self._textures: dict[tuple[str, bool], Any] = {}
         self._bg_cache: dict[str, np.ndarray] = {}
 
     # -- lazy GL state --------------------------------------------------------------------
@@ -81,23 +81,53 @@ class RendererBackend:
         self.cam_node = self.scene.add(pyrender.IntrinsicsCamera(500, 500, 320, 240), pose=np.eye(4))
         import trimesh
 
-        plane = trimesh.Trimesh(vertices=[[-1, -1, 0], [1, -1, 0], [1, 1, 0], [-1, 1, 0]], faces=[[0, 1, 2], [0, 2, 3]], process=False)
-        uv = np.array([[0, 0], [8, 0], [8, 8], [0, 8]], float)
+        # The ground: one triangle covering [-1, 1]^2 (scaled by its pose), the texture laid once
+        # over that square. With a repeating texture, pixels on its wrap seams came out
+        # differently depending on what the process had drawn before (the driver's rounding),
+        # which broke byte-identical output across worker counts.
+        plane = trimesh.Trimesh(vertices=[[-1, -1, 0], [3, -1, 0], [-1, 3, 0]], faces=[[0, 1, 2]], process=False)
+        uv = np.array([[0, 0], [2, 0], [0, 2]], float)  # the [-1, 1]^2 square is the texture once: no wrap seam in it
         self._plane_uv = uv
         plane.visual = trimesh.visual.TextureVisuals(uv=uv)
         self._plane_tm = plane
         self.ground = None
+        self._grounds: dict[str, Any] = {}
         self._light_nodes: list[Any] = []
 
-    def _texture(self, key: str):
-        t = self._textures.get(key)
+    def _plane(self, material):
+        """The ground triangle as a pyrender Mesh holding ``material`` itself. (Mesh.from_trimesh
+        deep-copies a material it is given, textures and their GL ids included.)"""
+        tm = self._plane_tm
+        prim = self.pr.Primitive(positions=tm.vertices, normals=np.tile([0.0, 0.0, 1.0], (3, 1)),
+                                 texcoord_0=self._plane_uv, indices=tm.faces, material=material)
+        return self.pr.Mesh([prim])
+
+    def _sampler(self, clamp: bool = False):
+        # No mipmaps: with them, Mesa's software rasteriser sampled a texture differently
+        # depending on what had been uploaded before it, so a sample's pixels depended on the
+        # samples a process had drawn earlier (and so on the worker count).
+        from OpenGL.GL import GL_LINEAR
+
+        from OpenGL.GL import GL_CLAMP_TO_EDGE, GL_REPEAT
+
+        wrap = GL_CLAMP_TO_EDGE if clamp else GL_REPEAT
+        return self.pr.Sampler(magFilter=GL_LINEAR, minFilter=GL_LINEAR, wrapS=wrap, wrapT=wrap)
+
+    def _texture(self, key: str, ground: bool = False):
+        """A pyrender Texture for ``key``, made once; a hidden holder mesh keeps it uploaded.
+        Ground textures are separate objects that clamp at the edge instead of repeating."""
+        t = self._textures.get((key, ground))
         if t is None:
             import cv2
 
             img = cv2.imread(str(self.lib.base / key), cv2.IMREAD_COLOR)
             if img is None:
                 raise SynthgenError(f"{self.lib.base / key}: cannot decode texture")
-            t = self._textures[key] = self.pr.Texture(source=cv2.cvtColor(img, cv2.COLOR_BGR2RGB), source_channels="RGB")
+            t = self._textures[(key, ground)] = self.pr.Texture(source=cv2.cvtColor(img, cv2.COLOR_BGR2RGB), source_channels="RGB",
+                                                                sampler=self._sampler(clamp=ground))
+            holder = self._plane(self.pr.MetallicRoughnessMaterial(baseColorTexture=t))
+            holder.is_visible = False
+            self.scene.add(holder, pose=np.eye(4))
         return t
 
     def _slot(self, category: str, i: int):
@@ -110,8 +140,17 @@ class RendererBackend:
                                                        color_0=p.color_0, indices=p.indices, material=p.material, mode=p.mode)
                                      for p in slots[0][1].primitives])
             originals = [p.material for p in mesh.primitives]
+            if not slots:  # before the first upload; later slots share these textures
+                for m in originals:
+                    for t in m.textures:
+                        t.sampler = self._sampler()
             if slots:
                 originals = list(slots[0][2])
+            else:  # hidden holders keep the mesh's own textures uploaded while slots wear others
+                for m in originals:
+                    holder = self._plane(m)
+                    holder.is_visible = False
+                    self.scene.add(holder, pose=np.eye(4))
             node = self.scene.add(mesh, pose=np.eye(4))
             slots.append((node, mesh, originals))
         return slots[i]
@@ -146,12 +185,17 @@ class RendererBackend:
             self._apply_material(mesh, originals, obj.material)
             nodes.append(node)
         bg = scene.background
+        self.ground = None
         if bg["mode"] == "ground":
-            if self.ground is None:
+            # One ground mesh per texture, made once and never changed; unused ones stay in the
+            # scene, hidden, so their textures stay uploaded. (Swapping textures on one material
+            # made pyrender drop and re-upload them, and the image depended on earlier samples.)
+            g = self._grounds.get(bg["texture"])
+            if g is None:
                 mat = pr.MetallicRoughnessMaterial(baseColorTexture=self._texture(bg["texture"]), metallicFactor=0.0, roughnessFactor=0.9)
-                self.ground = self.scene.add(pr.Mesh.from_trimesh(self._plane_tm, material=mat), pose=np.diag([3.0, 3.0, 1.0, 1.0]))
-            self.ground.mesh.primitives[0].material.baseColorTexture = self._texture(bg["texture"])
-            self.ground.mesh.is_visible = True
+                g = self._grounds[bg["texture"]] = self.scene.add(self._plane(mat), pose=np.diag([1.5, 1.5, 1.0, 1.0]))
+            self.ground = g
+            g.mesh.is_visible = True
         for ln in self._light_nodes:
             self.scene.remove_node(ln)
         self._light_nodes = []
@@ -176,12 +220,17 @@ class RendererBackend:
         fx, fy, cx, cy = scene.camera.K
         cam_pose = np.array(scene.camera.pose, float)
         r = self._renderer
-        color, depth = r.render(self.scene, flags=pr.RenderFlags.RGBA)
+        ids_red = len(nodes) < 255
+        r._renderer.synthgen_read = {"depth": False, "ids_red": ids_red}
+        color, _ = r.render(self.scene, flags=pr.RenderFlags.RGBA)
         seg_map = {n: [(k + 1) & 255, (k + 1) >> 8, 0] for k, n in enumerate(nodes)}
         if self.ground is not None and self.ground.mesh.is_visible:
             seg_map[self.ground] = [0, 0, 0]  # occludes, owns nothing
-        r._renderer.synthgen_ids_under_256 = len(nodes) < 255
-        seg, _ = r.render(self.scene, flags=pr.RenderFlags.SEG, seg_node_map=seg_map)
+        # Depth from the segmentation pass: no multisampling there, so a pixel's depth and its
+        # owner in the instance map come from the same sample (its centre).
+        r._renderer.synthgen_read = {"depth": True, "ids_red": ids_red}
+        seg, depth = r.render(self.scene, flags=pr.RenderFlags.SEG, seg_node_map=seg_map)
+        r._renderer.synthgen_read = {"depth": False, "ids_red": ids_red}
         imap = _ids(seg)
 
         image = self._composite(color, bg, W, H)
@@ -332,9 +381,10 @@ class RendererBackend:
 def _fast_readback(renderer) -> None:
     """Replace pyrender 0.1.45's framebuffer read on this renderer instance (the version is pinned).
 
-    Its own reads back and linearises depth on every pass, with boolean indexing. Segmentation
-    passes need no depth at all: here they blit and read colour only, and the colour pass
-    linearises depth in one vectorised expression. Same values, about half the time per pass.
+    Its own reads back and linearises depth on every pass, with boolean indexing. Here the
+    caller says what each pass needs (``renderer.synthgen_read``): depth only from the full
+    segmentation pass, ids from the red channel alone when they fit, and depth linearised in one
+    vectorised expression. Without that attribute it reads what pyrender's own read does.
     """
     import sys
 
@@ -346,26 +396,41 @@ def _fast_readback(renderer) -> None:
     if sys.platform == "darwin":  # pyrender resizes for retina there; keep its own code
         return
 
+    from OpenGL.GL import GL_TEXTURE0, GL_TEXTURE_2D, glActiveTexture, glBindTexture
+
+    forward = renderer._forward_pass
+
+    def forward_pass(scene, flags, seg_node_map=None):
+        # Unbind every texture unit first: pyrender binds only the textures a material has, and
+        # a unit left bound by an earlier sample changed how the driver sampled the next one.
+        for unit in range(16):
+            glActiveTexture(GL_TEXTURE0 + unit)
+            glBindTexture(GL_TEXTURE_2D, 0)
+        glActiveTexture(GL_TEXTURE0)
+        return forward(scene, flags, seg_node_map=seg_node_map)
+
+    renderer._forward_pass = forward_pass
+
     def read(scene, flags):
         width, height = renderer._main_fb_dims
-        seg = bool(flags & RenderFlags.SEG)
+        want = getattr(renderer, "synthgen_read", {"depth": True, "ids_red": False})
         glBindFramebuffer(GL_READ_FRAMEBUFFER, renderer._main_fb_ms)
         glBindFramebuffer(GL_DRAW_FRAMEBUFFER, renderer._main_fb)
         glBlitFramebuffer(0, 0, width, height, 0, 0, width, height, GL_COLOR_BUFFER_BIT, GL_LINEAR)
-        if not seg:
+        if want["depth"]:
             glBlitFramebuffer(0, 0, width, height, 0, 0, width, height, GL_DEPTH_BUFFER_BIT, GL_NEAREST)
         glBindFramebuffer(GL_READ_FRAMEBUFFER, renderer._main_fb)
         depth = None
-        if not seg:
+        if want["depth"]:
             d = np.frombuffer(glReadPixels(0, 0, width, height, GL_DEPTH_COMPONENT, GL_FLOAT), np.float32).reshape(height, width)[::-1]
             n, f = scene.main_camera_node.camera.znear, scene.main_camera_node.camera.zfar
             with np.errstate(divide="ignore"):
                 depth = np.where(d >= 1.0, 0.0, (2.0 * n * f) / (f + n - (2.0 * d - 1.0) * (f - n))).astype(np.float32)
             if flags & RenderFlags.DEPTH_ONLY:
                 return depth
-        if seg and getattr(renderer, "synthgen_ids_under_256", False):  # ids fit the red channel
+        if flags & RenderFlags.SEG and want["ids_red"]:  # ids fit the red channel
             red = np.frombuffer(glReadPixels(0, 0, width, height, GL_RED, GL_UNSIGNED_BYTE), np.uint8).reshape(height, width)[::-1]
-            return red[..., None], None
+            return red[..., None], depth
         fmt, ch = (GL_RGBA, 4) if flags & RenderFlags.RGBA else (GL_RGB, 3)
         color = np.frombuffer(glReadPixels(0, 0, width, height, fmt, GL_UNSIGNED_BYTE), np.uint8).reshape(height, width, ch)[::-1]
         return color, depth

@@ -5,6 +5,9 @@ Ids start at 1 in each file (images, annotations) and categories are 1-based in 
 compressed RLE (counts as str) or polygons; with polygons, an object with holes is written as
 RLE, since COCO polygons are filled as a union and cannot hold a hole.
 Extra per-annotation keys ``visibility`` and ``truncation`` are kept (COCO tools ignore them).
+From the renderer also: ``amodal_bbox`` (xywh, may reach outside the image), ``keypoints``
+(the 3D box's 8 corners and centre, COCO visibility flags), ``pose`` (R row-major, t in metres,
+OpenCV camera axes), ``amodal_segmentation`` with amodal masks on, and the image's ``camera_K``.
 """
 
 from __future__ import annotations
@@ -17,6 +20,11 @@ from .. import __version__
 from ..sample import Sample
 from .base import Writer
 from .masks import encode_rle, polygons
+
+# The projected 3D box: corners i = 4 * (x > 0) + 2 * (y > 0) + (z > 0) in the model frame,
+# then the centre. Skeleton edges are 1-based, as COCO's are.
+KEYPOINT_NAMES = [f"corner_{'+' if i & 4 else '-'}x{'+' if i & 2 else '-'}y{'+' if i & 1 else '-'}z" for i in range(8)] + ["center"]
+BOX_SKELETON = [[a + 1, b + 1] for a in range(8) for b in range(a + 1, 8) if bin(a ^ b).count("1") == 1]
 
 
 def encode_coco(sample: Sample, file_name: str, segmentation: str = "rle") -> dict[str, Any]:
@@ -40,7 +48,21 @@ def encode_coco(sample: Sample, file_name: str, segmentation: str = "rle") -> di
             "visibility": round(float(a.visibility), 6),
             "truncation": round(float(a.truncation), 6),
         })
-    return {"split": sample.split, "image": {"file_name": file_name, "width": W, "height": H}, "annotations": anns}
+        if a.pose is not None:  # renderer: amodal box, 6D pose, projected 3D box as keypoints
+            ax0, ay0, ax1, ay1 = a.amodal_bbox
+            kp = a.keypoints
+            anns[-1].update({
+                "amodal_bbox": [ax0, ay0, ax1 - ax0, ay1 - ay0],
+                "keypoints": [round(float(v), 3) for v in kp.reshape(-1)],
+                "num_keypoints": int((kp[:, 2] > 0).sum()),
+                "pose": {"R": [float(v) for v in a.pose[:3, :3].reshape(-1)], "t": [float(v) for v in a.pose[:3, 3]]},
+            })
+            if a.amodal_mask is not None:
+                anns[-1]["amodal_segmentation"] = encode_rle(a.amodal_mask)
+    image = {"file_name": file_name, "width": W, "height": H}
+    if sample.camera_K is not None:
+        image["camera_K"] = [float(v) for v in sample.camera_K.reshape(-1)]
+    return {"split": sample.split, "image": image, "annotations": anns}
 
 
 class CocoWriter(Writer):
@@ -80,6 +102,10 @@ class CocoWriter(Writer):
 
     def finish(self) -> None:
         categories = [{"id": i + 1, "name": c, "supercategory": "object"} for i, c in enumerate(self.spec.categories)]
+        if self.spec.kind == "renderer":
+            for c in categories:
+                c["keypoints"] = KEYPOINT_NAMES
+                c["skeleton"] = BOX_SKELETON
         for split, (img_f, ann_f) in self._parts.items():
             img_f.close()
             ann_f.close()
