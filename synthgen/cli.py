@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import cv2
+import numpy as np
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeRemainingColumn
@@ -93,11 +94,12 @@ def show(
     no_masks: Annotated[bool, typer.Option("--no-masks", help="Draw boxes only.")] = False,
     no_labels: Annotated[bool, typer.Option("--no-labels", help="The image alone, nothing drawn.")] = False,
     blend: Annotated[Optional[list[str]], typer.Option("--blend", help="Render the same scene with this blend mode; repeat for a grid.")] = None,
+    depth: Annotated[bool, typer.Option("--depth", help="Renderer: put the depth map beside each sample.")] = False,
 ) -> None:
     """Render sample(s) with boxes, masks and class names drawn, to look at your data."""
     from .generator import Generator
     from .spec.models import BLEND_MODES
-    from .visualize import draw_sample, grid
+    from .visualize import depth_image, draw_sample, grid
 
     try:
         for b in blend or []:
@@ -106,6 +108,10 @@ def show(
         gen = Generator.from_yaml(spec, seed=seed, overrides=_overrides(set_, None))
         samples = [gen.sample(i, variant=b) for i in index for b in (blend or [None])]
         pictures = [s.image if no_labels else draw_sample(s, masks=not no_masks) for s in samples]
+        if depth:
+            if any(s.depth is None for s in samples):
+                raise SynthgenError("--depth: this spec makes no depth (it needs kind: renderer)")
+            pictures = [np.hstack([p, np.full((p.shape[0], 4, 3), 255, np.uint8), depth_image(s.depth)]) for p, s in zip(pictures, samples)]
     except SynthgenError as e:
         _fail(e)
         return

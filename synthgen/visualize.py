@@ -46,3 +46,17 @@ def grid(images: list[np.ndarray], cols: int, pad: int = 4) -> np.ndarray:
         r, c = divmod(i, cols)
         out[pad + r * (h + pad) : pad + r * (h + pad) + h, pad + c * (w + pad) : pad + c * (w + pad) + w] = img
     return out
+
+
+def depth_image(depth: np.ndarray) -> np.ndarray:
+    """(H, W) float metres -> (H, W, 3) uint8 RGB, near = warm, far = cool, nothing = black."""
+    valid = depth > 0
+    out = np.zeros(depth.shape + (3,), np.uint8)
+    if not valid.any():
+        return out
+    lo, hi = float(depth[valid].min()), float(depth[valid].max())
+    norm = np.zeros(depth.shape, np.uint8)
+    norm[valid] = np.clip(255 * (1 - (depth[valid] - lo) / max(hi - lo, 1e-6)), 0, 255).astype(np.uint8)
+    colour = cv2.cvtColor(cv2.applyColorMap(norm, cv2.COLORMAP_TURBO), cv2.COLOR_BGR2RGB)
+    out[valid] = colour[valid]
+    return out
