@@ -64,20 +64,19 @@ def _laplacian_blend(a: np.ndarray, b: np.ndarray, m: np.ndarray, levels: int) -
 
 
 def _feather(fg: np.ndarray, sigma: float) -> np.ndarray:
-    """Soften only the edge: blur the alpha, keep the object's colours sharp. Colours are first
-    carried outward from the nearest solid pixel, so the feathered rim shows the object's own
-    colour fading out, never black or the photo's old background."""
-    a = fg[..., 3]
-    solid = a >= 127.5
-    if not solid.any():
-        return cv2.GaussianBlur(fg, (0, 0), sigma)
-    straight = fg[..., :3] / np.maximum(a, 1e-3)[..., None] * 255.0
-    _, labels = cv2.distanceTransformWithLabels((~solid).astype(np.uint8), cv2.DIST_L2, 3, labelType=cv2.DIST_LABEL_PIXEL)
-    coords = np.argwhere(solid)  # label k is the k-th solid pixel in raster order
-    src = coords[labels[~solid] - 1]
-    straight[~solid] = straight[src[:, 0], src[:, 1]]
-    soft = cv2.GaussianBlur(a, (0, 0), sigma)
-    return np.dstack([straight * (soft[..., None] / 255.0), soft])
+    """Soften only the edge: blur the alpha, keep the object's colours sharp.
+
+    Outside the solid part the colour is the alpha-weighted average of the object's colours
+    nearby (blurred premultiplied colour / blurred alpha: normalised convolution), so the
+    feathered rim shows the object's own colour fading out, never black or an old background.
+    """
+    blurred = cv2.GaussianBlur(fg, (0, 0), sigma)
+    a = fg[..., 3:4]
+    soft = blurred[..., 3:4]
+    # premultiplied result: (own colour) * soft where solid; (nearby average) * soft elsewhere,
+    # which is just the blurred premultiplied colour
+    rgb = np.where(a >= 127.5, fg[..., :3] * (soft / np.maximum(a, 1e-3)), blurred[..., :3])
+    return np.concatenate([rgb, soft], axis=-1)
 
 
 def paste(image: np.ndarray, patch: np.ndarray, x0: int, y0: int, mode: str = "none", params: dict[str, Any] | None = None) -> None:

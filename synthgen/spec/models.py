@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, PlainValidator, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, PlainValidator, field_validator, model_validator
 
 from .distributions import Distribution, parse_distribution
 
@@ -34,6 +34,10 @@ def Dist(lo: float | None = None, hi: float | None = None, integer: bool = False
         PlainValidator(lambda v: parse_distribution(v, (lo, hi), integer)),
         PlainSerializer(lambda d: d.to_json(), return_type=Any),
     ]
+
+
+Paths = Annotated[list[str], BeforeValidator(lambda v: [v] if isinstance(v, str) else v)]
+"""Files, folders or glob patterns, relative to the spec file: one, or a list."""
 
 
 class _Model(BaseModel):
@@ -72,7 +76,7 @@ class Output(_Model):
 
 
 class Backgrounds(_Model):
-    paths: Annotated[list[str], Field(min_length=1)]
+    paths: Annotated[Paths, Field(min_length=1)]
     """Files, folders or glob patterns, relative to the spec file."""
     fit: Literal["random_crop", "resize", "pad"] = "random_crop"
     """random_crop: scale to cover the output size, then crop at a random offset;
@@ -88,10 +92,6 @@ class Backgrounds(_Model):
             raise ValueError('regions pattern must contain "{stem}", e.g. "{stem}_region.png"')
         return v
 
-    @field_validator("paths", mode="before")
-    @classmethod
-    def _one_or_many(cls, v: Any) -> Any:
-        return [v] if isinstance(v, str) else v
 
 
 class PlacementOverrides(_Model):
@@ -129,7 +129,7 @@ class Placement(PlacementOverrides):
 
 
 class _Source(_Model):
-    source: list[str]
+    source: Paths
     """Folders, files or glob patterns of cutouts, relative to the spec file."""
     mask: str | None = None
     """Mask file name pattern beside each image, e.g. "{stem}.pbm"; omit for RGBA cutouts."""
@@ -139,10 +139,6 @@ class _Source(_Model):
     """Pixels at the mask edge whose colour is replaced by the nearest interior colour, so no
     halo of the photo's old background survives; 0 keeps the cutout's colours as they are."""
 
-    @field_validator("source", mode="before")
-    @classmethod
-    def _one_or_many(cls, v: Any) -> Any:
-        return [v] if isinstance(v, str) else v
 
     @field_validator("mask")
     @classmethod
@@ -160,7 +156,7 @@ class ClassSource(_Source, PlacementOverrides):
 class Distractors(PlacementOverrides):
     """Unlabelled objects pasted with the same machinery; they occlude like any other object."""
 
-    source: list[str] = []
+    source: Paths = []
     """Cutouts, as for a class (files, folders, globs); may be empty with procedural shapes."""
     mask: str | None = None
     mask_inverted: bool = False
@@ -169,13 +165,9 @@ class Distractors(PlacementOverrides):
     """Cutout distractors per image."""
     procedural: Dist(0, 100, integer=True) = 0
     """Random shapes (ellipses, polygons, rectangles) per image."""
-    textures: list[str] = []
+    textures: Paths = []
     """Images to texture procedural shapes with; random solid colours when empty."""
 
-    @field_validator("source", "textures", mode="before")
-    @classmethod
-    def _one_or_many(cls, v: Any) -> Any:
-        return [v] if isinstance(v, str) else v
 
 
 BLEND_MODES = ("none", "gaussian", "poisson", "pyramid", "motion")

@@ -8,9 +8,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
-from .models import Augment, Dist, Output, _Model
+from .models import Augment, Dist, Output, Paths, _Model
 
 
 class MeshClass(_Model):
@@ -88,12 +88,8 @@ class Materials(_Model):
     modes: dict[Literal["keep", "color", "texture"], Annotated[float, Field(ge=0)]] = {"keep": 1.0}
     metallic: Dist(0, 1) = [0.0, 0.4]
     roughness: Dist(0, 1) = [0.3, 1.0]
-    textures: list[str] = []
+    textures: Paths = []
 
-    @field_validator("textures", mode="before")
-    @classmethod
-    def _one_or_many(cls, v: Any) -> Any:
-        return [v] if isinstance(v, str) else v
 
 
 class RenderBackground(_Model):
@@ -101,15 +97,11 @@ class RenderBackground(_Model):
     or a textured ground plane, by weight."""
 
     modes: dict[Literal["image", "color", "ground"], Annotated[float, Field(ge=0)]] = {"color": 1.0}
-    paths: list[str] = []
+    paths: Paths = []
     """Background photos (files, folders, globs)."""
-    textures: list[str] = []
+    textures: Paths = []
     """Ground plane textures."""
 
-    @field_validator("paths", "textures", mode="before")
-    @classmethod
-    def _one_or_many(cls, v: Any) -> Any:
-        return [v] if isinstance(v, str) else v
 
 
 class RenderDistractors(_Model):
