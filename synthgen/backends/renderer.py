@@ -62,7 +62,7 @@ class RendererBackend:
         self._renderer = None
         self._slots: dict[str, list[Any]] = {}
         self._prims: dict[str, list[Any]] = {}
-        self._textures: dict[tuple[str, bool], Any] = {}
+        self._textures: dict[str, Any] = {}
         self._bg_cache: dict[str, np.ndarray] = {}
 
     # -- lazy GL state --------------------------------------------------------------------
@@ -102,32 +102,25 @@ class RendererBackend:
                                  texcoord_0=self._plane_uv, indices=tm.faces, material=material)
         return self.pr.Mesh([prim])
 
-    def _sampler(self, clamp: bool = False):
+    def _sampler(self):
         # No mipmaps: with them, Mesa's software rasteriser sampled a texture differently
         # depending on what had been uploaded before it, so a sample's pixels depended on the
         # samples a process had drawn earlier (and so on the worker count).
         from OpenGL.GL import GL_LINEAR
 
-        from OpenGL.GL import GL_CLAMP_TO_EDGE, GL_REPEAT
+        return self.pr.Sampler(magFilter=GL_LINEAR, minFilter=GL_LINEAR)
 
-        wrap = GL_CLAMP_TO_EDGE if clamp else GL_REPEAT
-        return self.pr.Sampler(magFilter=GL_LINEAR, minFilter=GL_LINEAR, wrapS=wrap, wrapT=wrap)
-
-    def _texture(self, key: str, ground: bool = False):
-        """A pyrender Texture for ``key``, made once; a hidden holder mesh keeps it uploaded.
-        Ground textures are separate objects that clamp at the edge instead of repeating."""
-        t = self._textures.get((key, ground))
+    def _texture(self, key: str):
+        """A pyrender Texture for ``key``, made once and shared by every material that uses it."""
+        t = self._textures.get(key)
         if t is None:
             import cv2
 
             img = cv2.imread(str(self.lib.base / key), cv2.IMREAD_COLOR)
             if img is None:
                 raise SynthgenError(f"{self.lib.base / key}: cannot decode texture")
-            t = self._textures[(key, ground)] = self.pr.Texture(source=cv2.cvtColor(img, cv2.COLOR_BGR2RGB), source_channels="RGB",
-                                                                sampler=self._sampler(clamp=ground))
-            holder = self._plane(self.pr.MetallicRoughnessMaterial(baseColorTexture=t))
-            holder.is_visible = False
-            self.scene.add(holder, pose=np.eye(4))
+            t = self._textures[key] = self.pr.Texture(source=cv2.cvtColor(img, cv2.COLOR_BGR2RGB), source_channels="RGB",
+                                                      sampler=self._sampler())
         return t
 
     def _slot(self, category: str, i: int):
@@ -146,11 +139,7 @@ class RendererBackend:
                         t.sampler = self._sampler()
             if slots:
                 originals = list(slots[0][2])
-            else:  # hidden holders keep the mesh's own textures uploaded while slots wear others
-                for m in originals:
-                    holder = self._plane(m)
-                    holder.is_visible = False
-                    self.scene.add(holder, pose=np.eye(4))
+
             node = self.scene.add(mesh, pose=np.eye(4))
             slots.append((node, mesh, originals))
         return slots[i]
@@ -188,8 +177,7 @@ class RendererBackend:
         self.ground = None
         if bg["mode"] == "ground":
             # One ground mesh per texture, made once and never changed; unused ones stay in the
-            # scene, hidden, so their textures stay uploaded. (Swapping textures on one material
-            # made pyrender drop and re-upload them, and the image depended on earlier samples.)
+            # scene, hidden.
             g = self._grounds.get(bg["texture"])
             if g is None:
                 mat = pr.MetallicRoughnessMaterial(baseColorTexture=self._texture(bg["texture"]), metallicFactor=0.0, roughnessFactor=0.9)
