@@ -6,9 +6,9 @@ Setup: 640x480, 5 textured objects (duck, lemon, jenga, bread, milk) + 3 procedu
 distractors, random lights, camera and backgrounds, single process. "Labelled" is a whole
 sample: planning, colour + depth, the segmentation pass, the alone passes visibility and amodal
 boxes need, annotation (visible box and mask, visibility, truncation, amodal box, pose,
-keypoints). "Bare" is `OffscreenRenderer.render(scene)` of the same scenes as a user of
-pyrender would run it: each sample's scene set up (untimed), then one render() with pyrender's
-own framebuffer read.
+keypoints). "Bare" is `OffscreenRenderer.render(scene)` as a user of pyrender would run it:
+each sample's scene set up (untimed), then one render() with pyrender's own framebuffer read.
+The two alternate in blocks of 10 samples, each on scenes of its own.
 """
 
 from __future__ import annotations
@@ -53,28 +53,31 @@ def main() -> None:
     r = be._renderer
     fast_read = r._renderer._read_main_framebuffer
 
-    indices = range(1000, 1000 + args.n)
-    # bare: pyrender as a user would run it, one render() of each newly set-up scene, with
-    # pyrender's own framebuffer read
-    bare = 0.0
-    del r._renderer._read_main_framebuffer
-    saved = r._renderer.__dict__.pop("synthgen_read", None)
-    for i in indices:
-        be.setup_scene(gen.plan(i))
-        t0 = time.perf_counter()
-        r.render(be.scene)
-        bare += time.perf_counter() - t0
-    r._renderer._read_main_framebuffer = fast_read
-    if saved is not None:
-        r._renderer.synthgen_read = saved
-    # labelled: the whole sample on the same scenes
-    labelled = 0.0
+    # Blocks of 10 bare and 10 labelled samples, alternating, so that drift in the machine's
+    # speed falls on both alike. Each uses scenes of its own (indices 1000+ and 50000+), each
+    # scene rendered once: every render is the first of its scene, as in a real run.
+    bare = labelled = 0.0
     objects = 0
-    for i in indices:
-        t0 = time.perf_counter()
-        s = gen[i]
-        labelled += time.perf_counter() - t0
-        objects += len(s.annotations)
+    for block in range(0, args.n, 10):
+        # bare: pyrender as a user would run it, one render() per newly set-up scene, with
+        # pyrender's own framebuffer read
+        del r._renderer._read_main_framebuffer
+        saved = r._renderer.__dict__.pop("synthgen_read", None)
+        for i in range(1000 + block, 1000 + block + 10):
+            be.setup_scene(gen.plan(i))
+            t0 = time.perf_counter()
+            r.render(be.scene)
+            bare += time.perf_counter() - t0
+        r._renderer._read_main_framebuffer = fast_read
+        if saved is not None:
+            r._renderer.synthgen_read = saved
+        # labelled: whole samples
+        for i in range(50000 + block, 50000 + block + 10):
+            t0 = time.perf_counter()
+            s = gen[i]
+            labelled += time.perf_counter() - t0
+            objects += len(s.annotations)
+    args.n = (args.n + 9) // 10 * 10
 
     res = {
         "labelled_frames_per_s": round(args.n / labelled, 2),

@@ -238,14 +238,14 @@ def _place(rng: np.random.Generator, p, pts: np.ndarray, placed: list[tuple[np.n
             radius = float(np.linalg.norm(q[:, :2] - centre_xy, axis=1).max())
             t = np.array([xy[0] - centre_xy[0], xy[1] - centre_xy[1], -q[:, 2].min()])  # rest at the lowest point
             centre = np.array([xy[0], xy[1], 0.0])
-            overlap = any(np.linalg.norm(centre[:2] - c[:2]) < radius + r for c, r in placed)
+            overlap = any(math.hypot(centre[0] - c[0], centre[1] - c[1]) < radius + r for c, r in placed)
         else:
             R = random_rotation(rng)
             lo, hi = np.array(p.volume[0]), np.array(p.volume[1])
             t = rng.uniform(lo, hi)
             radius = float(np.linalg.norm(pts, axis=1).max())
             centre = t
-            overlap = any(np.linalg.norm(centre - c) < radius + r for c, r in placed)
+            overlap = any(math.dist(centre, c) < radius + r for c, r in placed)
         if not overlap:
             placed.append((centre, radius))
             T = np.eye(4)

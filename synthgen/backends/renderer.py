@@ -196,6 +196,12 @@ class RendererBackend:
                 light = pr.SpotLight(color=li.color, intensity=li.intensity, innerConeAngle=0.3, outerConeAngle=0.7)
             self._light_nodes.append(self.scene.add(light, pose=np.array(li.pose)))
         self.scene.ambient_light = np.full(3, scene.ambient)
+        # A solid colour or a sky behind a ground plane is the clear colour: the colour pass is
+        # then the final image. Only a photo is composited afterwards, with the render's alpha.
+        if bg["mode"] == "image":
+            self.scene.bg_color = np.zeros(4)
+        else:
+            self.scene.bg_color = np.array([*(bg["color"] if bg["mode"] == "color" else bg["sky"]), 1.0])
         self.scene.set_pose(self.cam_node, np.array(scene.camera.pose, float))
         self._camera(*scene.camera.K, scene.camera, W, H)
         return nodes
@@ -221,7 +227,7 @@ class RendererBackend:
         r._renderer.synthgen_read = {"depth": False, "ids_red": ids_red}
         imap = _ids(seg)
 
-        image = self._composite(color, bg, W, H)
+        image = self._composite(color, bg, W, H) if bg["mode"] == "image" else np.ascontiguousarray(color[..., :3])
         k_n = len(scene.objects)
         world_to_cv = GL_TO_CV @ np.linalg.inv(cam_pose)
         Kmat = np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1.0]])
