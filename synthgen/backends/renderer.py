@@ -76,7 +76,7 @@ class RendererBackend:
         except Exception as e:  # noqa: BLE001 - EGL/GL failures come in many types
             raise SynthgenError(f"cannot start offscreen OpenGL: {type(e).__name__}: {e}\n{GL_HINT}") from None
         self.pr = pyrender
-        _fast_readback(self._renderer._renderer)
+        _tune_renderer(self._renderer._renderer)
         self.scene = pyrender.Scene(bg_color=[0, 0, 0, 0], ambient_light=[0.2, 0.2, 0.2])
         self.cam_node = self.scene.add(pyrender.IntrinsicsCamera(500, 500, 320, 240), pose=np.eye(4))
         import trimesh
@@ -372,8 +372,9 @@ class RendererBackend:
         return img[oy : oy + H, ox : ox + W]
 
 
-def _fast_readback(renderer) -> None:
-    """Replace pyrender 0.1.45's framebuffer read on this renderer instance (the version is pinned).
+def _tune_renderer(renderer) -> None:
+    """Replace pyrender 0.1.45's framebuffer read on this renderer instance (the version is pinned),
+    unbind texture units before each pass, and sort only the mesh nodes that will be drawn.
 
     Its own reads back and linearises depth on every pass, with boolean indexing. Here the
     caller says what each pass needs (``renderer.synthgen_read``): depth only from the full
@@ -404,6 +405,20 @@ def _fast_readback(renderer) -> None:
         return forward(scene, flags, seg_node_map=seg_node_map)
 
     renderer._forward_pass = forward_pass
+
+    def sorted_mesh_nodes(scene):
+        # pyrender's own sorts every mesh node by distance, computing a world pose for each, on
+        # every pass. Hidden nodes (unused instance slots, other grounds) are never drawn:
+        # leaving them out keeps the draw order of the rest and skips their poses.
+        cam = scene.get_pose(scene.main_camera_node)[:3, 3]
+        solid, trans = [], []
+        for node in scene.mesh_nodes:
+            if node.mesh.is_visible:
+                (trans if node.mesh.is_transparent else solid).append(node)
+        key = lambda n: -np.linalg.norm(scene.get_pose(n)[:3, 3] - cam)  # noqa: E731
+        return sorted(solid, key=key) + sorted(trans, key=key)
+
+    renderer._sorted_mesh_nodes = sorted_mesh_nodes
 
     def read(scene, flags):
         width, height = renderer._main_fb_dims
