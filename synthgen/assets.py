@@ -228,10 +228,10 @@ class AssetLibrary:
         arr = self._bg_cache.get(ck)
         if arr is None:
             mask = _read(self.base / rkey, cv2.IMREAD_GRAYSCALE)
-            img_h, img_w = self.background(key, fit, size).shape[:2]
-            src = _read(self.base / key, cv2.IMREAD_COLOR).shape[:2]
-            if mask.shape[:2] != src:
-                raise SpecError(f"{self.base / rkey}: region is {mask.shape[1]}x{mask.shape[0]}, background {self.base / key} is {src[1]}x{src[0]}")
+            with Image.open(self.base / key) as im:  # the header is enough for the size
+                src_w, src_h = im.size
+            if mask.shape[:2] != (src_h, src_w):
+                raise SpecError(f"{self.base / rkey}: region is {mask.shape[1]}x{mask.shape[0]}, background {self.base / key} is {src_w}x{src_h}")
             arr = fit_background(np.dstack([mask] * 3), fit, size)[..., 0] >= 128
             if not arr.any():
                 raise SpecError(f"{self.base / rkey}: the placement region is empty")
@@ -267,6 +267,15 @@ def defringe(rgba: np.ndarray, px: int) -> np.ndarray:
     out = rgba.copy()
     out[band, :3] = rgba[src[:, 0], src[:, 1], :3]
     return out
+
+
+def crop_fitted(fitted: np.ndarray, crop: tuple[float, float], size: tuple[int, int]) -> np.ndarray:
+    """The ``size`` = (width, height) window of a fitted background at ``crop`` = fractions
+    (0..1) of its free width and height (a view, not a copy)."""
+    W, H = size
+    ox = int(round(crop[0] * (fitted.shape[1] - W)))
+    oy = int(round(crop[1] * (fitted.shape[0] - H)))
+    return fitted[oy : oy + H, ox : ox + W]
 
 
 def fit_background(img: np.ndarray, fit: str, size: tuple[int, int]) -> np.ndarray:

@@ -50,6 +50,9 @@ class Canvas:
         self.cell = max(W, H) / COARSE_SIDE
         self.wc, self.hc = int(math.ceil(W / self.cell)), int(math.ceil(H / self.cell))
         self.pad = max(self.wc, self.hc)
+        p = self.pad
+        self.frame = np.zeros((self.hc + 2 * p, self.wc + 2 * p), bool)  # the image on the padded canvas
+        self.frame[p : p + self.hc, p : p + self.wc] = True
         if self.region is not None:
             small = cv2.resize(self.region.astype(np.uint8), (self.wc, self.hc), interpolation=cv2.INTER_NEAREST).astype(bool)
             self.region_coarse = small
@@ -116,7 +119,7 @@ def place(
             for q in canvas.placed:  # what this object would leave visible of those under it
                 if q.visibility_range is None:
                     continue
-                vis = int((q.mask & ~mask & _frame(canvas, q.mask)).sum()) / q.own
+                vis = int((q.mask & ~mask & canvas.frame).sum()) / q.own
                 score += _penalty(vis, q.visibility_range)
         if best is None or score < best[0]:
             best = (score, size_px, center, mask)
@@ -131,13 +134,6 @@ def place(
         ext = rotated_extent(cut.size, size_px, angle)
         canvas.placed.append(Placed(mask, int(mask.sum()), p.visibility_range, center, ext))
     return size_px, center
-
-
-def _frame(canvas: Canvas, mask: np.ndarray) -> np.ndarray:
-    f = np.zeros_like(mask)
-    p = canvas.pad
-    f[p : p + canvas.hc, p : p + canvas.wc] = True
-    return f
 
 
 def ground_factor(y_bottom: float, H: int, p: Placement) -> float:

@@ -15,11 +15,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .assets import DISTRACTOR, AssetLibrary, Cutout
+from .assets import DISTRACTOR, AssetLibrary, Cutout, crop_fitted
 from .placement import Canvas, needs_canvas, place
-from .plan_geometry import object_transform, rotated_extent  # noqa: F401 - re-exported for users
+from .plan_geometry import object_transform, rotated_extent  # noqa: F401 - object_transform re-exported
 from .procedural import plan_shape, shape_cutout
-from .rng import LOOKS, SCENE, SPLIT, rng_for
+from .rng import LOOKS, SCENE, SPLIT, pick, rng_for
 from .spec import Spec
 
 PROCEDURAL = "<procedural>"  # ObjectPlan.asset of a procedural distractor (its shape is in .shape)
@@ -107,6 +107,21 @@ def choose_split(splits: dict[str, float], seed: int, index: int) -> str:
     return names[-1]
 
 
+def choose_categories(spec, rng: np.random.Generator, categories: Sequence[str] | None) -> list[str]:
+    """The labelled classes of a sample: the scheduler's request as given, or drawn: a negative
+    image with probability ``negative_ratio``, else ``objects_per_image`` classes by weight."""
+    if categories is not None:
+        unknown = [c for c in categories if c not in spec.classes]
+        if unknown:
+            raise KeyError(f"unknown categories {unknown}")
+        return list(categories)
+    names = spec.categories
+    negative = spec.negative_ratio > 0 and rng.random() < spec.negative_ratio
+    k = 0 if negative else int(spec.objects_per_image.sample(rng))
+    w = np.array([spec.classes[c].weight for c in names], dtype=float)
+    return [names[int(i)] for i in rng.choice(len(names), size=k, p=w / w.sum())]
+
+
 def object_cutout(lib: AssetLibrary, obj: ObjectPlan) -> Cutout:
     """The cutout an ObjectPlan refers to (a procedural shape is made from its parameters)."""
     if obj.shape is not None:
@@ -117,9 +132,7 @@ def object_cutout(lib: AssetLibrary, obj: ObjectPlan) -> Cutout:
 def _looks(spec: Spec, rng: np.random.Generator) -> dict[str, Any]:
     """Blend, colour, shadow and augmentation draws for one object."""
     b = spec.blend
-    modes = list(b.modes)
-    w = np.array([b.modes[m] for m in modes], float)
-    mode = modes[int(rng.choice(len(modes), p=w / w.sum()))]
+    mode = pick(rng, b.modes)
     # Parameters for every mode, so any blend variant (write_blend_variants, show --blend)
     # renders the same planned scene.
     params: dict[str, Any] = {
@@ -164,22 +177,9 @@ def plan_scene(
     background = BackgroundPlan(bg_key, spec.backgrounds.fit, (float(rng.random()), float(rng.random())))
     region = None
     if bg_key in lib.regions:
-        full = lib.region(bg_key, background.fit, (W, H))
-        ox = int(round(background.crop[0] * (full.shape[1] - W)))
-        oy = int(round(background.crop[1] * (full.shape[0] - H)))
-        region = full[oy : oy + H, ox : ox + W]
+        region = crop_fitted(lib.region(bg_key, background.fit, (W, H)), background.crop, (W, H))
 
-    names = spec.categories
-    if categories is None:
-        negative = spec.negative_ratio > 0 and rng.random() < spec.negative_ratio
-        k = 0 if negative else int(spec.objects_per_image.sample(rng))
-        w = np.array([spec.classes[c].weight for c in names], dtype=float)
-        chosen: list[str | None] = [names[int(i)] for i in rng.choice(len(names), size=k, p=w / w.sum())]
-    else:
-        unknown = [c for c in categories if c not in spec.classes]
-        if unknown:
-            raise KeyError(f"unknown categories {unknown}")
-        chosen = list(categories)
+    chosen = choose_categories(spec, rng, categories)
     d = spec.distractors
     n_cut = int(d.count.sample(rng)) if d is not None and lib.distractors else 0
     n_proc = int(d.procedural.sample(rng)) if d is not None else 0
@@ -190,6 +190,7 @@ def plan_scene(
     canvas = Canvas((W, H), region)
     looks_rng = rng_for(seed, index, LOOKS)
     objects = []
+    feet: list[float] = []  # bottom edge of each object, for ground mode's drawing order
     for i in order:
         cat, kind = items[int(i)]
         p = spec.placement_for(cat)
@@ -207,9 +208,10 @@ def plan_scene(
         size_px, center = place(rng, canvas, cut, base, angle, flip, p, needs_canvas(p, region is not None))
         looks = _looks(spec, looks_rng)
         objects.append(ObjectPlan(cat, asset, size_px, angle, flip, center, labelled=kind is None, shape=shape, **looks))
+        feet.append(center[1] + rotated_extent(cut.size, size_px, angle)[1] / 2)
     if spec.placement.mode == "ground":
-        # nearer (lower) objects are drawn over farther ones
-        objects.sort(key=lambda o: o.center[1] + rotated_extent(object_cutout(lib, o).size, o.size_px, o.angle)[1] / 2)
+        # nearer (lower) objects are drawn over farther ones; sorted() is stable, as before
+        objects = [o for _, o in sorted(zip(feet, objects), key=lambda fo: fo[0])]
     image_seed = int(looks_rng.integers(2**31)) if spec.augment.image else None
     return Scene(index, seed, (W, H), choose_split(spec.output.split, seed, index), background, objects, image_seed,
                  None if categories is None else list(categories))

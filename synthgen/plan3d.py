@@ -17,8 +17,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from .meshes import MeshLibrary
-from .plan import choose_split
-from .rng import LOOKS, SCENE, rng_for
+from .plan import choose_categories, choose_split
+from .rng import LOOKS, SCENE, pick, rng_for
 from .spec.renderer import RendererSpec
 
 PRIMITIVES = ("box", "sphere", "cylinder", "capsule", "cone")
@@ -153,14 +153,7 @@ def plan_render_scene(spec: RendererSpec, lib: MeshLibrary, seed: int, index: in
     rng = rng_for(seed, index, SCENE)
     looks = rng_for(seed, index, LOOKS)
     W, H = spec.output.size
-    names = spec.categories
-    if categories is None:
-        negative = spec.negative_ratio > 0 and rng.random() < spec.negative_ratio
-        k = 0 if negative else int(spec.objects_per_image.sample(rng))
-        w = np.array([spec.classes[c].weight for c in names], float)
-        chosen: list[str] = [names[int(i)] for i in rng.choice(len(names), size=k, p=w / w.sum())]
-    else:
-        chosen = list(categories)
+    chosen = choose_categories(spec, rng, categories)
     n_dis = int(spec.distractors.count.sample(rng))
     items: list[tuple[str | None, str | None, float]] = [(c, None, 0.0) for c in chosen]
     for _ in range(n_dis):
@@ -204,9 +197,7 @@ def plan_render_scene(spec: RendererSpec, lib: MeshLibrary, seed: int, index: in
     ambient = float(L.ambient.sample(looks))
 
     B = spec.background
-    modes = list(B.modes)
-    wts = np.array([B.modes[m] for m in modes], float)
-    mode = modes[int(looks.choice(len(modes), p=wts / wts.sum()))]
+    mode = pick(looks, B.modes)
     if mode == "image":
         background = {"mode": "image", "asset": lib.backgrounds[int(looks.integers(len(lib.backgrounds)))],
                       "crop": [float(looks.random()), float(looks.random())]}
@@ -256,9 +247,8 @@ def _place(rng: np.random.Generator, p, pts: np.ndarray, placed: list[tuple[np.n
 
 def _material(spec: RendererSpec, lib: MeshLibrary, rng: np.random.Generator, cat: str | None) -> dict[str, Any]:
     M = spec.materials
-    modes = list(M.modes) if cat is not None else ["color"]
-    wts = np.array([M.modes.get(m, 1.0) for m in modes], float)
-    mode = modes[int(rng.choice(len(modes), p=wts / wts.sum()))] if wts.sum() > 0 else "keep"
+    modes = dict(M.modes) if cat is not None else {"color": M.modes.get("color", 1.0)}
+    mode = pick(rng, modes) if sum(modes.values()) > 0 else "keep"
     mat: dict[str, Any] = {
         "mode": mode,
         "base_color": [float(v) for v in rng.uniform(0.05, 1.0, 3)] + [1.0],

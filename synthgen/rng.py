@@ -17,3 +17,10 @@ LOOKS = 3  # blend, colour, shadow and augmentation draws: toggling them never m
 def rng_for(seed: int, index: int, stream: int = SCENE) -> np.random.Generator:
     """A fresh numpy Generator for (seed, sample index, stream)."""
     return np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=(int(index), int(stream))))
+
+
+def pick(rng: np.random.Generator, weights: dict) -> object:
+    """One key of ``weights``, drawn in proportion to its (not necessarily normalised) weight."""
+    keys = list(weights)
+    w = np.array([weights[k] for k in keys], float)
+    return keys[int(rng.choice(len(keys), p=w / w.sum()))]

@@ -7,7 +7,7 @@ category ids are 0-based indices into the spec's class order.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -54,7 +54,6 @@ class Sample:
     """Renderer: (H, W) float32 metres along the optical axis, 0 where nothing was drawn."""
     camera_K: np.ndarray | None = None
     """Renderer: (3, 3) intrinsics matching the image, OpenCV convention."""
-    extras: dict = field(default_factory=dict)
 
     @property
     def split(self) -> str:

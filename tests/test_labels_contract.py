@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 from synthgen import Generator
 from synthgen.assets import ALPHA_ON
 from synthgen.backends.compositor import rasterize
-from synthgen.plan import object_cutout
+from synthgen.annotate import annotate
+from synthgen.plan import BackgroundPlan, ObjectPlan, Scene, object_cutout
 from synthgen.spec import spec_from_dict
 
 from .conftest import base_spec
@@ -125,21 +126,20 @@ def test_every_label_matches_a_brute_force_recount(assets, params, index):
     check_sample(gen, gen[index])
 
 
-def test_occluded_object_is_labelled_by_its_visible_part_only(assets):
-    """A hand-built scene: a bar pasted over the middle of a ring splits the ring's mask."""
+def _hand_built(assets, *objects: tuple[str, float, tuple[float, float]]):
+    """A 100x100 generator and a scene of (class, size_px, centre) objects, unrotated, unflipped,
+    bottom to top, with their labels."""
     raw = base_spec(assets)
     raw["output"]["size"] = [100, 100]
     gen = Generator(spec_from_dict(raw))
-    from synthgen.plan import BackgroundPlan, ObjectPlan, Scene
+    scene = Scene(0, 0, (100, 100), "train", BackgroundPlan(gen.library.backgrounds[0], "random_crop", (0, 0)),
+                  [ObjectPlan(c, gen.library.cutouts[c][0].image, size, 0, False, centre) for c, size, centre in objects])
+    return gen, scene, annotate(gen.spec, scene, gen.backend.render(scene))
 
-    scene = Scene(0, 0, (100, 100), "train", BackgroundPlan(gen.library.backgrounds[0], "random_crop", (0, 0)), [
-        ObjectPlan("ring", gen.library.cutouts["ring"][0].image, 60, 0, False, (50, 50)),
-        ObjectPlan("bar", gen.library.cutouts["bar"][0].image, 100, 0, False, (50, 50)),
-    ])
-    from synthgen.annotate import annotate
 
-    render = gen.backend.render(scene)
-    anns = annotate(gen.spec, scene, render)
+def test_occluded_object_is_labelled_by_its_visible_part_only(assets):
+    """A hand-built scene: a bar pasted over the middle of a ring splits the ring's mask."""
+    gen, scene, anns = _hand_built(assets, ("ring", 60, (50, 50)), ("bar", 100, (50, 50)))
     ring, bar = anns
     assert ring.category == "ring" and bar.category == "bar"
     # the bar (about 13 px tall after scaling) hides a band across the ring's middle
@@ -152,17 +152,8 @@ def test_occluded_object_is_labelled_by_its_visible_part_only(assets):
 
 
 def test_truncation_is_measured_at_the_border(assets):
-    raw = base_spec(assets)
-    raw["output"]["size"] = [100, 100]
-    gen = Generator(spec_from_dict(raw))
-    from synthgen.annotate import annotate
-    from synthgen.plan import BackgroundPlan, ObjectPlan, Scene
-
     # a 60 px bar centred on the left edge: half of it is outside
-    scene = Scene(0, 0, (100, 100), "train", BackgroundPlan(gen.library.backgrounds[0], "random_crop", (0, 0)), [
-        ObjectPlan("bar", gen.library.cutouts["bar"][0].image, 60, 0, False, (0, 50)),
-    ])
-    (bar,) = annotate(gen.spec, scene, gen.backend.render(scene))
+    _, _, (bar,) = _hand_built(assets, ("bar", 60, (0, 50)))
     assert abs(bar.truncation - 0.5) < 0.05
     assert abs(bar.visibility - (1 - bar.truncation)) < 1e-9
     assert bar.bbox[0] == 0.0

@@ -14,7 +14,7 @@ import math
 import cv2
 import numpy as np
 
-from ..assets import ALPHA_ON, AssetLibrary, Cutout
+from ..assets import ALPHA_ON, AssetLibrary, Cutout, crop_fitted
 from ..augment import Augmenter
 from ..plan import ObjectPlan, Scene, object_cutout
 from .base import Render
@@ -104,12 +104,8 @@ class CompositorBackend:
         self.augmenter = Augmenter(lib.spec)
 
     def background(self, scene: Scene) -> np.ndarray:
-        W, H = scene.size
-        bg = self.lib.background(scene.background.asset, scene.background.fit, (W, H))
-        bh, bw = bg.shape[:2]
-        ox = int(round(scene.background.crop[0] * (bw - W)))
-        oy = int(round(scene.background.crop[1] * (bh - H)))
-        return bg[oy : oy + H, ox : ox + W].copy()
+        bg = self.lib.background(scene.background.asset, scene.background.fit, scene.size)
+        return crop_fitted(bg, scene.background.crop, scene.size).copy()
 
     def render(self, scene: Scene, blend: str | None = None) -> Render:
         """Draw ``scene``; ``blend`` forces one blend mode for every object (blend variants)."""
@@ -140,14 +136,7 @@ class CompositorBackend:
                 patch = harmonize(patch, around, obj.harmonize)
             if obj.shadow is not None:
                 cast_shadow(image, patch[..., 3], x0, y0, obj.shadow)
-            mode = blend or obj.blend
-            if mode == "none":
-                sub = patch[iy0 - y0 : iy1 - y0, ix0 - x0 : ix1 - x0]
-                a = sub[..., 3:4].astype(np.float32) * (1.0 / 255.0)
-                region = image[iy0:iy1, ix0:ix1]
-                np.copyto(region, (sub[..., :3] + region * (1.0 - a) + 0.5).astype(np.uint8))
-            else:
-                paste(image, patch, x0, y0, mode, obj.blend_params)
+            paste(image, patch, x0, y0, blend or obj.blend, obj.blend_params)
             sub_own = own[iy0 - y0 : iy1 - y0, ix0 - x0 : ix1 - x0]
             inframe[k] = int(np.count_nonzero(sub_own))
             imap[iy0:iy1, ix0:ix1][sub_own] = k + 1

@@ -6,48 +6,35 @@ that renders (a GL context does not survive fork; deleting one renderer ends EGL
 Meshes are uploaded once; per sample only poses, materials, lights and the camera change.
 
 Passes per sample:
-1. colour + depth (RGBA, so the background photo is composited with the render's own alpha);
+1. colour (RGBA: a background photo is composited with the render's own alpha; a solid
+   colour or sky is the clear colour);
 2. segmentation: every object, distractors and the ground plane included, in flat colours,
-   so the instance map's occlusion is exact;
-3. "alone" passes, only where needed: an object whose projected 3D box meets another's, or
-   leaves the frame, or whose amodal mask is asked for, is drawn alone in a viewport cropped
-   (or grown) to that box; objects whose boxes are disjoint share a pass. An object that
-   needs none is its own silhouette, whole and inside the frame. These give each object's own
-   pixel count (visibility, truncation) and its amodal box and mask.
+   so the instance map's occlusion is exact; depth comes from this pass too;
+3. "alone" passes, only where needed: an object with something nearer showing inside its
+   projected 3D box, or reaching the frame's edge, or whose amodal mask is asked for, is drawn
+   alone in a viewport cropped (or grown) to that box; objects whose boxes are disjoint share
+   a pass. An object that needs none is its own silhouette, whole and inside the frame. These
+   give each object's own pixel count (visibility, truncation) and its amodal box and mask.
+
+The GL plumbing (EGL, pyrender patches) is in ``gl.py``.
 """
 
 from __future__ import annotations
 
 import math
-import os
 from typing import Any
 
 import numpy as np
 
 from ..errors import SynthgenError
 from ..meshes import MeshLibrary
-from ..plan3d import PRIMITIVES, RenderScene, primitive_mesh
+from ..plan3d import RenderScene, primitive_mesh
 from .base import Render
-
-GL_HINT = (
-    "synthgen's renderer needs OpenGL through EGL (PYOPENGL_PLATFORM=egl). On a CPU machine install "
-    "Mesa's EGL and software rasteriser (Debian/Ubuntu: apt-get install libegl1 libegl-mesa0 libgl1-mesa-dri; "
-    "Fedora: dnf install mesa-libEGL mesa-dri-drivers); on a GPU machine, the vendor's driver with EGL."
-)
+from .gl import GL_HINT, ids_from_seg, import_pyrender, tune_renderer
 
 # 3D box corners (model frame, unit cube) in the order written as keypoints, then the centre.
 CORNERS = np.array([[x, y, z] for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)] + [[0, 0, 0]], float)
-KEYPOINT_NAMES = [f"corner{i}" for i in range(8)] + ["center"]
 GL_TO_CV = np.diag([1.0, -1.0, -1.0, 1.0])  # OpenGL camera axes -> OpenCV camera axes
-
-
-def _import_pyrender():
-    os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
-    if not hasattr(np, "infty"):  # pyrender 0.1.45 uses np.infty, gone in NumPy 2
-        np.infty = np.inf
-    import pyrender
-
-    return pyrender
 
 
 class RendererBackend:
@@ -70,13 +57,13 @@ class RendererBackend:
         if self._renderer is not None:
             return
         try:
-            pyrender = _import_pyrender()
+            pyrender = import_pyrender()
             W, H = self.spec.output.size
             self._renderer = pyrender.OffscreenRenderer(W, H)
         except Exception as e:  # noqa: BLE001 - EGL/GL failures come in many types
             raise SynthgenError(f"cannot start offscreen OpenGL: {type(e).__name__}: {e}\n{GL_HINT}") from None
         self.pr = pyrender
-        _tune_renderer(self._renderer._renderer)
+        tune_renderer(self._renderer._renderer)
         self.scene = pyrender.Scene(bg_color=[0, 0, 0, 0], ambient_light=[0.2, 0.2, 0.2])
         self.cam_node = self.scene.add(pyrender.IntrinsicsCamera(500, 500, 320, 240), pose=np.eye(4))
         import trimesh
@@ -225,7 +212,7 @@ class RendererBackend:
         r._renderer.synthgen_read = {"depth": True, "ids_red": ids_red}
         seg, depth = r.render(self.scene, flags=pr.RenderFlags.SEG, seg_node_map=seg_map)
         r._renderer.synthgen_read = {"depth": False, "ids_red": ids_red}
-        imap = _ids(seg)
+        imap = ids_from_seg(seg)
 
         image = self._composite(color, bg, W, H) if bg["mode"] == "image" else np.ascontiguousarray(color[..., :3])
         k_n = len(scene.objects)
@@ -266,9 +253,7 @@ class RendererBackend:
             if want_all or covered or at_border or under_ground:
                 need.append(k)
             # else: visible = alone, nothing more to render
-        self.passes = 2
         for group in _disjoint_groups([proj_boxes[k] for k in need]):
-            self.passes += 1
             ks = [need[i] for i in group]
             x0 = int(math.floor(min(proj_boxes[k][0] for k in ks)))
             y0 = int(math.floor(min(proj_boxes[k][1] for k in ks)))
@@ -327,7 +312,7 @@ class RendererBackend:
         self._camera(fx, fy, cx - x0, cy - y0, cam, w, h)
         seg_map = {nodes[k]: [(k + 1) & 255, (k + 1) >> 8, 0] for k in ks}
         seg, _ = self._renderer.render(self.scene, flags=self.pr.RenderFlags.SEG, seg_node_map=seg_map)
-        return _ids(seg)
+        return ids_from_seg(seg)
 
     def _apply_material(self, mesh, originals, mat: dict[str, Any]) -> None:
         if mat["mode"] == "keep":
@@ -343,15 +328,10 @@ class RendererBackend:
             p.material = new
 
     def _composite(self, rgba: np.ndarray, bg: dict[str, Any], W: int, H: int) -> np.ndarray:
-        """The render over its background, with the render's alpha (premultiplied colour)."""
+        """The render over its background photo, with the render's own alpha."""
         import cv2
 
-        if bg["mode"] == "image":
-            back = np.ascontiguousarray(self._photo(bg["asset"], bg["crop"], W, H))
-        else:
-            col = bg["color"] if bg["mode"] == "color" else bg["sky"]
-            back = np.empty((H, W, 3), np.uint8)
-            back[:] = np.round(np.array(col) * 255).astype(np.uint8)
+        back = np.ascontiguousarray(self._photo(bg["asset"], bg["crop"], W, H))
         # rgb + back * (1 - a): pyrender's colour over a transparent clear is premultiplied.
         inv = cv2.cvtColor(255 - rgba[..., 3], cv2.COLOR_GRAY2RGB)
         return cv2.add(np.ascontiguousarray(rgba[..., :3]), cv2.multiply(back, inv, scale=1.0 / 255.0))
@@ -359,7 +339,7 @@ class RendererBackend:
     def _photo(self, key: str, crop, W: int, H: int) -> np.ndarray:
         import cv2
 
-        from ..assets import fit_background
+        from ..assets import crop_fitted, fit_background
 
         img = self._bg_cache.get(key)
         if img is None:
@@ -367,92 +347,7 @@ class RendererBackend:
             if raw is None:
                 raise SynthgenError(f"{self.lib.base / key}: cannot decode background image")
             img = self._bg_cache[key] = fit_background(cv2.cvtColor(raw, cv2.COLOR_BGR2RGB), "random_crop", (W, H))
-        ox = int(round(crop[0] * (img.shape[1] - W)))
-        oy = int(round(crop[1] * (img.shape[0] - H)))
-        return img[oy : oy + H, ox : ox + W]
-
-
-def _tune_renderer(renderer) -> None:
-    """Replace pyrender 0.1.45's framebuffer read on this renderer instance (the version is pinned),
-    unbind texture units before each pass, and sort only the mesh nodes that will be drawn.
-
-    Its own reads back and linearises depth on every pass, with boolean indexing. Here the
-    caller says what each pass needs (``renderer.synthgen_read``): depth only from the full
-    segmentation pass, ids from the red channel alone when they fit, and depth linearised in one
-    vectorised expression. Without that attribute it reads what pyrender's own read does.
-    """
-    import sys
-
-    from OpenGL.GL import (GL_COLOR_BUFFER_BIT, GL_DEPTH_BUFFER_BIT, GL_DEPTH_COMPONENT, GL_DRAW_FRAMEBUFFER, GL_FLOAT,
-                           GL_LINEAR, GL_NEAREST, GL_READ_FRAMEBUFFER, GL_RED, GL_RGB, GL_RGBA, GL_UNSIGNED_BYTE,
-                           glBindFramebuffer, glBlitFramebuffer, glReadPixels)
-    from pyrender.constants import RenderFlags
-
-    if sys.platform == "darwin":  # pyrender resizes for retina there; keep its own code
-        return
-
-    from OpenGL.GL import GL_TEXTURE0, GL_TEXTURE_2D, glActiveTexture, glBindTexture
-
-    forward = renderer._forward_pass
-
-    def forward_pass(scene, flags, seg_node_map=None):
-        # Unbind every texture unit first: pyrender binds only the textures a material has, and
-        # a unit left bound by an earlier sample changed how the driver sampled the next one.
-        for unit in range(16):
-            glActiveTexture(GL_TEXTURE0 + unit)
-            glBindTexture(GL_TEXTURE_2D, 0)
-        glActiveTexture(GL_TEXTURE0)
-        return forward(scene, flags, seg_node_map=seg_node_map)
-
-    renderer._forward_pass = forward_pass
-
-    def sorted_mesh_nodes(scene):
-        # pyrender's own sorts every mesh node by distance, computing a world pose for each, on
-        # every pass. Hidden nodes (unused instance slots, other grounds) are never drawn:
-        # leaving them out keeps the draw order of the rest and skips their poses.
-        cam = scene.get_pose(scene.main_camera_node)[:3, 3]
-        solid, trans = [], []
-        for node in scene.mesh_nodes:
-            if node.mesh.is_visible:
-                (trans if node.mesh.is_transparent else solid).append(node)
-        key = lambda n: -np.linalg.norm(scene.get_pose(n)[:3, 3] - cam)  # noqa: E731
-        return sorted(solid, key=key) + sorted(trans, key=key)
-
-    renderer._sorted_mesh_nodes = sorted_mesh_nodes
-
-    def read(scene, flags):
-        width, height = renderer._main_fb_dims
-        want = getattr(renderer, "synthgen_read", {"depth": True, "ids_red": False})
-        glBindFramebuffer(GL_READ_FRAMEBUFFER, renderer._main_fb_ms)
-        glBindFramebuffer(GL_DRAW_FRAMEBUFFER, renderer._main_fb)
-        glBlitFramebuffer(0, 0, width, height, 0, 0, width, height, GL_COLOR_BUFFER_BIT, GL_LINEAR)
-        if want["depth"]:
-            glBlitFramebuffer(0, 0, width, height, 0, 0, width, height, GL_DEPTH_BUFFER_BIT, GL_NEAREST)
-        glBindFramebuffer(GL_READ_FRAMEBUFFER, renderer._main_fb)
-        depth = None
-        if want["depth"]:
-            d = np.frombuffer(glReadPixels(0, 0, width, height, GL_DEPTH_COMPONENT, GL_FLOAT), np.float32).reshape(height, width)[::-1]
-            n, f = scene.main_camera_node.camera.znear, scene.main_camera_node.camera.zfar
-            with np.errstate(divide="ignore"):
-                depth = np.where(d >= 1.0, 0.0, (2.0 * n * f) / (f + n - (2.0 * d - 1.0) * (f - n))).astype(np.float32)
-            if flags & RenderFlags.DEPTH_ONLY:
-                return depth
-        if flags & RenderFlags.SEG and want["ids_red"]:  # ids fit the red channel
-            red = np.frombuffer(glReadPixels(0, 0, width, height, GL_RED, GL_UNSIGNED_BYTE), np.uint8).reshape(height, width)[::-1]
-            return red[..., None], depth
-        fmt, ch = (GL_RGBA, 4) if flags & RenderFlags.RGBA else (GL_RGB, 3)
-        color = np.frombuffer(glReadPixels(0, 0, width, height, fmt, GL_UNSIGNED_BYTE), np.uint8).reshape(height, width, ch)[::-1]
-        return color, depth
-
-    renderer._read_main_framebuffer = read
-
-
-def _ids(seg: np.ndarray) -> np.ndarray:
-    """Object ids (k + 1) from a segmentation read-back: red = low byte, green = high byte."""
-    ids = seg[..., 0].astype(np.int32)
-    if seg.shape[2] > 1:
-        ids += seg[..., 1].astype(np.int32) << 8
-    return ids
+        return crop_fitted(img, crop, (W, H))
 
 
 def regions_of(box, W: int, H: int) -> tuple[int, int, int, int]:
@@ -478,4 +373,4 @@ def _disjoint_groups(boxes: list) -> list[list[int]]:
     return groups
 
 
-__all__ = ["KEYPOINT_NAMES", "PRIMITIVES", "RendererBackend"]
+__all__ = ["RendererBackend"]

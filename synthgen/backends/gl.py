@@ -1,0 +1,120 @@
+"""pyrender and EGL plumbing for the renderer backend.
+
+pyrender 0.1.45 (pinned) is used through one OffscreenRenderer per process; ``tune_renderer``
+replaces three of its internals on that instance: the framebuffer read, the forward pass's
+texture-unit state and the mesh-node sort (each explained where it is defined).
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+GL_HINT = (
+    "synthgen's renderer needs OpenGL through EGL (PYOPENGL_PLATFORM=egl). On a CPU machine install "
+    "Mesa's EGL and software rasteriser (Debian/Ubuntu: apt-get install libegl1 libegl-mesa0 libgl1-mesa-dri; "
+    "Fedora: dnf install mesa-libEGL mesa-dri-drivers); on a GPU machine, the vendor's driver with EGL."
+)
+
+
+def import_pyrender():
+    """pyrender, imported for headless EGL rendering (call before anything imports OpenGL)."""
+    os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
+    if not hasattr(np, "infty"):  # pyrender 0.1.45 uses np.infty, gone in NumPy 2
+        np.infty = np.inf
+    import pyrender
+
+    return pyrender
+
+
+
+def tune_renderer(renderer) -> None:
+    """Replace pyrender 0.1.45's framebuffer read on this renderer instance (the version is pinned),
+    unbind texture units before each pass, and sort only the mesh nodes that will be drawn.
+
+    Its own reads back and linearises depth on every pass, with boolean indexing. Here the
+    caller says what each pass needs (``renderer.synthgen_read``): depth only from the full
+    segmentation pass, ids from the red channel alone when they fit, and depth linearised in one
+    vectorised expression. Without that attribute it reads what pyrender's own read does.
+    """
+    import sys
+
+    from OpenGL.GL import (GL_COLOR_BUFFER_BIT, GL_DEPTH_BUFFER_BIT, GL_DEPTH_COMPONENT, GL_DRAW_FRAMEBUFFER, GL_FLOAT,
+                           GL_LINEAR, GL_NEAREST, GL_READ_FRAMEBUFFER, GL_RED, GL_RGB, GL_RGBA, GL_UNSIGNED_BYTE,
+                           glBindFramebuffer, glBlitFramebuffer, glReadPixels)
+    from pyrender.constants import RenderFlags
+
+    if sys.platform == "darwin":  # pyrender resizes for retina there; keep its own code
+        return
+
+    from OpenGL.GL import GL_TEXTURE0, GL_TEXTURE_2D, glActiveTexture, glBindTexture
+
+    forward = renderer._forward_pass
+
+    def forward_pass(scene, flags, seg_node_map=None):
+        # Unbind every texture unit first: pyrender binds only the textures a material has, and
+        # a unit left bound by an earlier sample changed how the driver sampled the next one.
+        for unit in range(16):
+            glActiveTexture(GL_TEXTURE0 + unit)
+            glBindTexture(GL_TEXTURE_2D, 0)
+        glActiveTexture(GL_TEXTURE0)
+        return forward(scene, flags, seg_node_map=seg_node_map)
+
+    renderer._forward_pass = forward_pass
+
+    def sorted_mesh_nodes(scene):
+        # pyrender's own sorts every mesh node by distance, computing a world pose for each, on
+        # every pass. Hidden nodes (unused instance slots, other grounds) are never drawn:
+        # leaving them out keeps the draw order of the rest and skips their poses.
+        cam = scene.get_pose(scene.main_camera_node)[:3, 3]
+        solid, trans = [], []
+        for node in scene.mesh_nodes:
+            if node.mesh.is_visible:
+                (trans if node.mesh.is_transparent else solid).append(node)
+        key = lambda n: -np.linalg.norm(scene.get_pose(n)[:3, 3] - cam)  # noqa: E731
+        return sorted(solid, key=key) + sorted(trans, key=key)
+
+    renderer._sorted_mesh_nodes = sorted_mesh_nodes
+
+    def read(scene, flags):
+        width, height = renderer._main_fb_dims
+        want = getattr(renderer, "synthgen_read", {"depth": True, "ids_red": False})
+        glBindFramebuffer(GL_READ_FRAMEBUFFER, renderer._main_fb_ms)
+        glBindFramebuffer(GL_DRAW_FRAMEBUFFER, renderer._main_fb)
+        glBlitFramebuffer(0, 0, width, height, 0, 0, width, height, GL_COLOR_BUFFER_BIT, GL_LINEAR)
+        if want["depth"]:
+            glBlitFramebuffer(0, 0, width, height, 0, 0, width, height, GL_DEPTH_BUFFER_BIT, GL_NEAREST)
+        glBindFramebuffer(GL_READ_FRAMEBUFFER, renderer._main_fb)
+        depth = None
+        if want["depth"]:
+            d = np.frombuffer(glReadPixels(0, 0, width, height, GL_DEPTH_COMPONENT, GL_FLOAT), np.float32).reshape(height, width)[::-1]
+            n, f = scene.main_camera_node.camera.znear, scene.main_camera_node.camera.zfar
+            with np.errstate(divide="ignore"):
+                depth = np.where(d >= 1.0, 0.0, (2.0 * n * f) / (f + n - (2.0 * d - 1.0) * (f - n))).astype(np.float32)
+            if flags & RenderFlags.DEPTH_ONLY:
+                return depth
+        if flags & RenderFlags.SEG and want["ids_red"]:  # ids fit the red channel
+            red = np.frombuffer(glReadPixels(0, 0, width, height, GL_RED, GL_UNSIGNED_BYTE), np.uint8).reshape(height, width)[::-1]
+            return red[..., None], depth
+        fmt, ch = (GL_RGBA, 4) if flags & RenderFlags.RGBA else (GL_RGB, 3)
+        color = np.frombuffer(glReadPixels(0, 0, width, height, fmt, GL_UNSIGNED_BYTE), np.uint8).reshape(height, width, ch)[::-1]
+        return color, depth
+
+    renderer._read_main_framebuffer = read
+
+
+def _ids(seg: np.ndarray) -> np.ndarray:
+    """Object ids (k + 1) from a segmentation read-back: red = low byte, green = high byte."""
+    ids = seg[..., 0].astype(np.int32)
+    if seg.shape[2] > 1:
+        ids += seg[..., 1].astype(np.int32) << 8
+    return ids
+
+
+def ids_from_seg(seg: np.ndarray) -> np.ndarray:
+    """Object ids (k + 1) from a segmentation read-back: red = low byte, green = high byte."""
+    ids = seg[..., 0].astype(np.int32)
+    if seg.shape[2] > 1:
+        ids += seg[..., 1].astype(np.int32) << 8
+    return ids
