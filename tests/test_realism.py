@@ -337,3 +337,17 @@ def test_extract_bank_from_real_coco_and_use_it(shared, tmp_path):
     spec = dict(raw, classes={name: {"source": str(tmp_path / "bank" / folder)} for name, folder in index["folders"].items()})
     out = Generator(spec_from_dict(spec)).generate(tmp_path / "again", per_class=3)
     assert set(out["instances_per_class"].values()) == {3}
+
+
+def test_light_and_contrast_jitter_is_the_documented_formula():
+    from synthgen.backends.compositor import adjust_colour
+
+    patch = np.zeros((4, 4, 4), np.uint8)
+    patch[..., :3] = 100
+    patch[..., 3] = 255
+    patch[0, 0] = (50, 50, 50, 128)  # half transparent, premultiplied: straight colour 100 too
+    out = adjust_colour(patch, brightness=0.1, contrast=1.5)
+    # straight rgb' = (rgb - 128) * c + 128 + 255 b = (100 - 128) * 1.5 + 128 + 25.5 = 111.5
+    assert np.abs(out[1:, 1:, :3].astype(int) - 111.5).max() <= 0.5
+    assert abs(int(out[0, 0, 0]) - 111.5 * 128 / 255) <= 1
+    np.testing.assert_array_equal(out[..., 3], patch[..., 3])  # alpha, and so labels, untouched

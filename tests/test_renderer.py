@@ -260,3 +260,24 @@ def test_textured_ground_keeps_labels_identical_across_workers(shared, tmp_path)
             assert (np.abs(a - b).max(-1) > 8).mean() < 0.005, k  # a few pixels, spread by JPEG
         else:
             assert da[k] == db[k], k
+
+
+def test_in_volume_placement_explicit_intrinsics_and_image_augmentation(shared):
+    raw = _spec(shared, placement={"mode": "in_volume", "volume": [[-0.1, -0.1, 0.05], [0.1, 0.1, 0.2]], "amodal_masks": True,
+                                   "min_visibility": 0.05, "min_area": 20},
+                camera={"distance": [0.6, 0.6], "elevation": [60, 60], "intrinsics": {"fx": 250, "fy": 260, "cx": 150.0, "cy": 110.0}},
+                augment={"image": [{"name": "GaussNoise", "std_range": [0.05, 0.05], "p": 1.0}]})
+    g = Generator(spec_from_dict(raw))
+    plain = Generator(spec_from_dict({**raw, "augment": {}}))
+    tipped = 0
+    for i in range(4):
+        s = g[i]
+        np.testing.assert_array_equal(s.camera_K, [[250, 0, 150], [0, 260, 110], [0, 0, 1]])
+        for o in s.scene.objects:
+            pose = np.array(o.pose)
+            assert -0.1 <= pose[0, 3] <= 0.1 and -0.1 <= pose[1, 3] <= 0.1 and 0.05 <= pose[2, 3] <= 0.2
+            tipped += int(abs(pose[2, 2]) < 0.99)  # random 3D rotation: z axis no longer up
+        p = plain[i]
+        assert [a.bbox for a in s.annotations] == [a.bbox for a in p.annotations]  # noise moves no label
+        assert np.abs(s.image.astype(int) - p.image).mean() > 2
+    assert tipped > 0

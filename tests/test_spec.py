@@ -144,3 +144,31 @@ def test_class_order_follows_the_spec(assets):
     raw = base_spec(assets)
     raw["classes"] = {"zeta": raw["classes"]["ring"], "alpha": raw["classes"]["pair"]}
     assert spec_from_dict(raw).categories == ["zeta", "alpha"]
+
+
+def test_background_fit_modes():
+    from synthgen.assets import crop_fitted, fit_background
+
+    img = np.zeros((100, 200, 3), np.uint8)
+    img[:, :100] = 255  # left half white
+    resized = fit_background(img, "resize", (64, 64))
+    assert resized.shape == (64, 64, 3) and resized[:, :28].min() == 255 and resized[:, 36:].max() == 0
+    padded = fit_background(img, "pad", (64, 64))  # 64x32 image, centred, black bars above and below
+    assert padded.shape == (64, 64, 3) and padded[:16].max() == 0 and padded[48:].max() == 0
+    assert padded[20:44, :28].min() == 255
+    cover = fit_background(img, "random_crop", (64, 64))  # scaled to cover: 128x64, then cropped
+    assert cover.shape == (64, 128, 3)
+    assert crop_fitted(cover, (0.0, 0.0), (64, 64)).min() == 255 and crop_fitted(cover, (1.0, 0.0), (64, 64)).max() == 0
+
+
+def test_webp_cutouts_keep_their_alpha(assets, tmp_path):
+    import cv2
+
+    (tmp_path / "webp").mkdir()
+    bgra = cv2.imread(str(assets / "ring" / "ring.png"), cv2.IMREAD_UNCHANGED)
+    cv2.imwrite(str(tmp_path / "webp" / "ring.webp"), bgra, [cv2.IMWRITE_WEBP_QUALITY, 101])  # lossless
+    raw = base_spec(assets)
+    raw["classes"] = {"ring": {"source": str(tmp_path / "webp")}}
+    gen = Generator(spec_from_dict(raw))
+    cut = gen.library.cutout(gen.library.cutouts["ring"][0])
+    assert cut.rgba.shape[2] == 4 and 0 < (cut.rgba[..., 3] > 0).mean() < 1  # a ring: soft alpha, a hole
