@@ -30,25 +30,83 @@ def import_pyrender():
 
 
 def tune_renderer(renderer) -> None:
-    """Replace pyrender 0.1.45's framebuffer read on this renderer instance (the version is pinned),
-    unbind texture units before each pass, and sort only the mesh nodes that will be drawn.
+    """Replace four of pyrender 0.1.45's internals on this renderer instance (the version is
+    pinned): where segmentation passes draw, the framebuffer read, the forward pass's
+    texture-unit state and the mesh-node sort.
 
-    Its own reads back and linearises depth on every pass, with boolean indexing. Here the
-    caller says what each pass needs (``renderer.synthgen_read``): depth only from the full
+    Segmentation passes (flat colours, multisampling off) draw into a single-sample framebuffer
+    of synthgen's own, which only ever grows; pyrender's would draw them into its 4x
+    multisampled one and resolve it, and re-create both of its framebuffers whenever the
+    viewport changes size (every cropped "alone" pass, and back). With multisampling off every
+    sample of a pixel holds the same value, so the pixels are the same; only the work is not.
+    The colour pass keeps pyrender's multisampled framebuffer, always at the frame's size.
+
+    pyrender's read gets back and linearises depth on every pass, with boolean indexing. Here
+    the caller says what each pass needs (``renderer.synthgen_read``): depth only from the full
     segmentation pass, ids from the red channel alone when they fit, and depth linearised in one
     vectorised expression. Without that attribute it reads what pyrender's own read does.
     """
     import sys
 
-    from OpenGL.GL import (GL_COLOR_BUFFER_BIT, GL_DEPTH_BUFFER_BIT, GL_DEPTH_COMPONENT, GL_DRAW_FRAMEBUFFER, GL_FLOAT,
-                           GL_LINEAR, GL_NEAREST, GL_READ_FRAMEBUFFER, GL_RED, GL_RGB, GL_RGBA, GL_UNSIGNED_BYTE,
-                           glBindFramebuffer, glBlitFramebuffer, glReadPixels)
+    from OpenGL.GL import (GL_COLOR_ATTACHMENT0, GL_COLOR_BUFFER_BIT, GL_DEPTH_ATTACHMENT, GL_DEPTH_BUFFER_BIT,
+                           GL_DEPTH_COMPONENT, GL_DEPTH_COMPONENT24, GL_DEPTH_TEST, GL_DRAW_FRAMEBUFFER, GL_FLOAT,
+                           GL_FRAMEBUFFER, GL_LESS, GL_LINEAR, GL_MAX_RENDERBUFFER_SIZE, GL_MAX_VIEWPORT_DIMS, GL_NEAREST,
+                           GL_READ_FRAMEBUFFER, GL_RED, GL_RENDERBUFFER, GL_RGB, GL_RGBA, GL_RGBA8, GL_SCISSOR_TEST,
+                           GL_TEXTURE0, GL_TEXTURE_2D, GL_TRUE, GL_UNSIGNED_BYTE, glActiveTexture, glBindFramebuffer,
+                           glBindRenderbuffer, glBindTexture, glBlitFramebuffer, glDeleteFramebuffers,
+                           glDeleteRenderbuffers, glDepthFunc, glDepthMask, glDepthRange, glDisable, glEnable,
+                           glFramebufferRenderbuffer, glGenFramebuffers, glGenRenderbuffers, glGetIntegerv,
+                           glReadPixels, glRenderbufferStorage, glScissor, glViewport)
     from pyrender.constants import RenderFlags
 
     if sys.platform == "darwin":  # pyrender resizes for retina there; keep its own code
         return
 
-    from OpenGL.GL import GL_TEXTURE0, GL_TEXTURE_2D, glActiveTexture, glBindTexture
+    plain = {"fb": None, "rbs": None, "size": (0, 0), "on": False}
+
+    def bind_plain(w: int, h: int) -> None:
+        cw, ch = plain["size"]
+        if w > cw or h > ch:  # grow (never shrink): one allocation for the largest window seen
+            if plain["fb"] is not None:
+                glDeleteFramebuffers(1, [plain["fb"]])
+                glDeleteRenderbuffers(2, plain["rbs"])
+            cw, ch = max(w, cw), max(h, ch)
+            cb, db = glGenRenderbuffers(2)
+            glBindRenderbuffer(GL_RENDERBUFFER, cb)
+            glRenderbufferStorage(GL_RENDERBUFFER, GL_RGBA8, cw, ch)
+            glBindRenderbuffer(GL_RENDERBUFFER, db)
+            glRenderbufferStorage(GL_RENDERBUFFER, GL_DEPTH_COMPONENT24, cw, ch)
+            fb = glGenFramebuffers(1)
+            glBindFramebuffer(GL_FRAMEBUFFER, fb)
+            glFramebufferRenderbuffer(GL_FRAMEBUFFER, GL_COLOR_ATTACHMENT0, GL_RENDERBUFFER, cb)
+            glFramebufferRenderbuffer(GL_FRAMEBUFFER, GL_DEPTH_ATTACHMENT, GL_RENDERBUFFER, db)
+            plain.update(fb=fb, rbs=[cb, db], size=(cw, ch))
+        glBindFramebuffer(GL_DRAW_FRAMEBUFFER, plain["fb"])
+
+    configure = renderer._configure_forward_pass_viewport
+
+    def configure_viewport(flags):
+        if renderer.synthgen_window_limit is None:  # first pass: the context is current now
+            vp = np.asarray(glGetIntegerv(GL_MAX_VIEWPORT_DIMS)).ravel()
+            renderer.synthgen_window_limit = int(min(int(glGetIntegerv(GL_MAX_RENDERBUFFER_SIZE)), vp.min(), 4096))
+        w, h = renderer.viewport_width, renderer.viewport_height
+        plain["on"] = bool(flags & RenderFlags.SEG and flags & RenderFlags.OFFSCREEN) and max(w, h) <= renderer.synthgen_window_limit
+        if not plain["on"]:
+            glDisable(GL_SCISSOR_TEST)
+            return configure(flags)
+        bind_plain(w, h)
+        glViewport(0, 0, w, h)
+        glEnable(GL_SCISSOR_TEST)  # the clear that follows touches only the window
+        glScissor(0, 0, w, h)
+        glEnable(GL_DEPTH_TEST)
+        glDepthMask(GL_TRUE)
+        glDepthFunc(GL_LESS)
+        glDepthRange(0.0, 1.0)
+
+    renderer._configure_forward_pass_viewport = configure_viewport
+    # The largest window side a plain segmentation pass takes (known after the first pass);
+    # callers draw larger windows in tiles.
+    renderer.synthgen_window_limit = None
 
     forward = renderer._forward_pass
 
@@ -78,14 +136,18 @@ def tune_renderer(renderer) -> None:
     renderer._sorted_mesh_nodes = sorted_mesh_nodes
 
     def read(scene, flags):
-        width, height = renderer._main_fb_dims
         want = getattr(renderer, "synthgen_read", {"depth": True, "ids_red": False})
-        glBindFramebuffer(GL_READ_FRAMEBUFFER, renderer._main_fb_ms)
-        glBindFramebuffer(GL_DRAW_FRAMEBUFFER, renderer._main_fb)
-        glBlitFramebuffer(0, 0, width, height, 0, 0, width, height, GL_COLOR_BUFFER_BIT, GL_LINEAR)
-        if want["depth"]:
-            glBlitFramebuffer(0, 0, width, height, 0, 0, width, height, GL_DEPTH_BUFFER_BIT, GL_NEAREST)
-        glBindFramebuffer(GL_READ_FRAMEBUFFER, renderer._main_fb)
+        if plain["on"]:  # drawn single-sample: read it as it is
+            width, height = renderer.viewport_width, renderer.viewport_height
+            glBindFramebuffer(GL_READ_FRAMEBUFFER, plain["fb"])
+        else:
+            width, height = renderer._main_fb_dims
+            glBindFramebuffer(GL_READ_FRAMEBUFFER, renderer._main_fb_ms)
+            glBindFramebuffer(GL_DRAW_FRAMEBUFFER, renderer._main_fb)
+            glBlitFramebuffer(0, 0, width, height, 0, 0, width, height, GL_COLOR_BUFFER_BIT, GL_LINEAR)
+            if want["depth"]:
+                glBlitFramebuffer(0, 0, width, height, 0, 0, width, height, GL_DEPTH_BUFFER_BIT, GL_NEAREST)
+            glBindFramebuffer(GL_READ_FRAMEBUFFER, renderer._main_fb)
         depth = None
         if want["depth"]:
             d = np.frombuffer(glReadPixels(0, 0, width, height, GL_DEPTH_COMPONENT, GL_FLOAT), np.float32).reshape(height, width)[::-1]
@@ -102,14 +164,6 @@ def tune_renderer(renderer) -> None:
         return color, depth
 
     renderer._read_main_framebuffer = read
-
-
-def _ids(seg: np.ndarray) -> np.ndarray:
-    """Object ids (k + 1) from a segmentation read-back: red = low byte, green = high byte."""
-    ids = seg[..., 0].astype(np.int32)
-    if seg.shape[2] > 1:
-        ids += seg[..., 1].astype(np.int32) << 8
-    return ids
 
 
 def ids_from_seg(seg: np.ndarray) -> np.ndarray:

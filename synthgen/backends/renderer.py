@@ -261,11 +261,21 @@ class RendererBackend:
             y1 = int(math.ceil(max(proj_boxes[k][3] for k in ks)))
             x1, y1 = max(x1, x0 + 1), max(y1, y0 + 1)
             alone = self._alone(nodes, ks, x0, y0, x1 - x0, y1 - y0, (fx, fy, cx, cy), scene.camera)
+            # The window's part inside the frame, in window and in image coordinates.
+            fx0, fy0 = max(0, -x0), max(0, -y0)
+            fx1, fy1 = max(fx0, min(x1, W) - x0), max(fy0, min(y1, H) - y0)
+            inside = np.s_[fy0:fy1, fx0:fx1]
+            frame = np.s_[y0 + fy0 : y0 + fy1, x0 + fx0 : x0 + fx1]
+            drawn = depth[frame] > 0
             for k in ks:
                 m = alone == k + 1
+                # The window's projection differs from the full frame's in float rounding, so a
+                # pixel whose centre lies on an edge can fall differently in the two passes. In
+                # the frame, the full segmentation pass has the last word: the object's own
+                # pixels include its visible ones, and none where that pass drew nothing at all.
+                m[inside] = (m[inside] & drawn) | (imap[frame] == k + 1)
                 own_area[k] = int(m.sum())
-                fx0, fy0 = max(0, -x0), max(0, -y0)
-                inframe[k] = int(m[fy0 : max(fy0, H - y0), fx0 : max(fx0, W - x0)].sum())
+                inframe[k] = int(m[inside].sum())
                 amodal_masks[k] = (m, x0, y0)
         self._camera(fx, fy, cx, cy, scene.camera, W, H)  # back to the full frame
 
@@ -307,12 +317,21 @@ class RendererBackend:
 
     def _alone(self, nodes, ks, x0, y0, w, h, K, cam) -> np.ndarray:
         """Objects ``ks`` drawn without any other, in the window (x0, y0, w, h) of image pixels
-        (which may reach outside the frame): (h, w) int32 of k + 1 / 0."""
+        (which may reach outside the frame): (h, w) int32 of k + 1 / 0. A window larger than
+        the GL limit is drawn in tiles."""
         fx, fy, cx, cy = K
-        self._camera(fx, fy, cx - x0, cy - y0, cam, w, h)
         seg_map = {nodes[k]: [(k + 1) & 255, (k + 1) >> 8, 0] for k in ks}
-        seg, _ = self._renderer.render(self.scene, flags=self.pr.RenderFlags.SEG, seg_node_map=seg_map)
-        return ids_from_seg(seg)
+        t = self._renderer._renderer.synthgen_window_limit or max(w, h)
+        out = np.zeros((h, w), np.int32) if w > t or h > t else None
+        for ty in range(0, h, t):
+            for tx in range(0, w, t):
+                tw, th = min(t, w - tx), min(t, h - ty)
+                self._camera(fx, fy, cx - x0 - tx, cy - y0 - ty, cam, tw, th)
+                seg, _ = self._renderer.render(self.scene, flags=self.pr.RenderFlags.SEG, seg_node_map=seg_map)
+                if out is None:
+                    return ids_from_seg(seg)
+                out[ty : ty + th, tx : tx + tw] = ids_from_seg(seg)
+        return out
 
     def _apply_material(self, mesh, originals, mat: dict[str, Any]) -> None:
         if mat["mode"] == "keep":
