@@ -241,25 +241,19 @@ def test_missing_gl_says_what_to_install(shared, tmp_path):
 
 
 @pytest.mark.slow
-def test_textured_ground_keeps_labels_identical_across_workers(shared, tmp_path):
-    """A known limit of Mesa's software rasteriser: on a large textured ground plane a few pixels
-    (a few dozen in 19,200, as JPEG spreads them) can differ with what a process drew before.
-    Labels, depth, masks and every other file never do."""
+def test_textured_ground_and_materials_are_byte_identical_across_workers(shared, tmp_path):
+    """Textures whose rows are not a multiple of 4 bytes (gray-felt is 854 px wide, RGB) once
+    reached GL skewed and read past the end of their data: pixels differed from process to
+    process. Every byte is the same now, with one worker or two."""
     raw = _spec(shared, output={"size": [160, 120], "formats": ["coco", "bop"], "split": {"train": 1.0}},
                 background={"modes": {"ground": 1}, "textures": [str(shared / "textures")]},
                 materials={"modes": {"keep": 1, "texture": 1}, "textures": [str(shared / "textures")]})
+    assert any(cv2.imread(str(t)).shape[1] * 3 % 4 for t in (shared / "textures").glob("*.png"))
     g = Generator(spec_from_dict(raw))
     g.generate(tmp_path / "a", n=6, workers=1)
     g.generate(tmp_path / "b", n=6, workers=2)
     da, db = _digest(tmp_path / "a"), _digest(tmp_path / "b")
-    assert da.keys() == db.keys()
-    for k in da:
-        if k.endswith(".jpg"):
-            a = cv2.imread(str(tmp_path / "a" / k)).astype(int)
-            b = cv2.imread(str(tmp_path / "b" / k)).astype(int)
-            assert (np.abs(a - b).max(-1) > 8).mean() < 0.005, k  # a few pixels, spread by JPEG
-        else:
-            assert da[k] == db[k], k
+    assert da == db and len(da) > 20
 
 
 def test_in_volume_placement_explicit_intrinsics_and_image_augmentation(shared):

@@ -52,10 +52,10 @@ def tune_renderer(renderer) -> None:
                            GL_DEPTH_COMPONENT, GL_DEPTH_COMPONENT24, GL_DEPTH_TEST, GL_DRAW_FRAMEBUFFER, GL_FLOAT,
                            GL_FRAMEBUFFER, GL_LESS, GL_LINEAR, GL_MAX_RENDERBUFFER_SIZE, GL_MAX_VIEWPORT_DIMS, GL_NEAREST,
                            GL_READ_FRAMEBUFFER, GL_RED, GL_RENDERBUFFER, GL_RGB, GL_RGBA, GL_RGBA8, GL_SCISSOR_TEST,
-                           GL_TEXTURE0, GL_TEXTURE_2D, GL_TRUE, GL_UNSIGNED_BYTE, glActiveTexture, glBindFramebuffer,
+                           GL_TEXTURE0, GL_TEXTURE_2D, GL_TRUE, GL_UNPACK_ALIGNMENT, GL_UNSIGNED_BYTE, glActiveTexture, glBindFramebuffer,
                            glBindRenderbuffer, glBindTexture, glBlitFramebuffer, glDeleteFramebuffers,
                            glDeleteRenderbuffers, glDepthFunc, glDepthMask, glDepthRange, glDisable, glEnable,
-                           glFramebufferRenderbuffer, glGenFramebuffers, glGenRenderbuffers, glGetIntegerv,
+                           glFramebufferRenderbuffer, glGenFramebuffers, glGenRenderbuffers, glGetIntegerv, glPixelStorei,
                            glReadPixels, glRenderbufferStorage, glScissor, glViewport)
     from pyrender.constants import RenderFlags
 
@@ -107,6 +107,17 @@ def tune_renderer(renderer) -> None:
     # The largest window side a plain segmentation pass takes (known after the first pass);
     # callers draw larger windows in tiles.
     renderer.synthgen_window_limit = None
+
+    upload = renderer._update_context
+
+    def update_context(scene, flags):
+        # Rows of pixel data handed to GL are tightly packed (numpy). GL's default unpack
+        # alignment is 4: a texture whose row is not a multiple of 4 bytes (an RGB image 854
+        # wide, say) was uploaded skewed row by row and read past the end of its data.
+        glPixelStorei(GL_UNPACK_ALIGNMENT, 1)
+        return upload(scene, flags)
+
+    renderer._update_context = update_context
 
     forward = renderer._forward_pass
 
@@ -164,6 +175,55 @@ def tune_renderer(renderer) -> None:
         return color, depth
 
     renderer._read_main_framebuffer = read
+
+    # Uniform locations looked up once per program, not on every set_uniform call.
+    cache = renderer._program_cache
+    get_program = cache.get_program
+
+    def get_program_cached(*args, **kwargs):
+        program = get_program(*args, **kwargs)
+        if "set_uniform" not in program.__dict__:
+            program.set_uniform = _set_uniform_cached(program)
+        return program
+
+    cache.get_program = get_program_cached
+
+
+def _set_uniform_cached(program):
+    """pyrender's ``ShaderProgram.set_uniform`` for ``program``, with the uniform locations it
+    looks up on every call (a GL round trip through PyOpenGL) kept per name. Same calls, same
+    conversions, same silence about unknown names."""
+    from OpenGL.GL import GL_TRUE, glGetUniformLocation, glUniform1f, glUniform1i, glUniform1ui
+
+    funcs = program._FUNC_MAP
+    locs: dict[str, int] = {}
+
+    def set_uniform(name, value, unsigned=False):
+        try:
+            loc = locs.get(name)
+            if loc is None:
+                loc = locs[name] = glGetUniformLocation(program._program_id, name)
+            if loc == -1:
+                return
+            if isinstance(value, np.ndarray):
+                if value.ndim == 1:
+                    kind = value.dtype.kind
+                    if kind == "u" or unsigned:
+                        funcs[(value.shape[0], "u")](loc, 1, value.astype(np.uint32))
+                    elif kind == "i":
+                        funcs[(value.shape[0], "i")](loc, 1, value.astype(np.int32))
+                    else:
+                        funcs[(value.shape[0], "f")](loc, 1, value.astype(np.float32))
+                else:
+                    funcs[(value.shape[0], value.shape[1])](loc, 1, GL_TRUE, value)
+            elif isinstance(value, float):
+                glUniform1f(loc, value)
+            elif isinstance(value, int):
+                (glUniform1ui if unsigned else glUniform1i)(loc, int(value))
+        except Exception:  # noqa: BLE001 - pyrender's own swallows every error here
+            pass
+
+    return set_uniform
 
 
 def ids_from_seg(seg: np.ndarray) -> np.ndarray:

@@ -64,16 +64,14 @@ class RendererBackend:
             raise SynthgenError(f"cannot start offscreen OpenGL: {type(e).__name__}: {e}\n{GL_HINT}") from None
         self.pr = pyrender
         tune_renderer(self._renderer._renderer)
-        self.scene = pyrender.Scene(bg_color=[0, 0, 0, 0], ambient_light=[0.2, 0.2, 0.2])
+        self.scene = _ordered_light_scene(pyrender)(bg_color=[0, 0, 0, 0], ambient_light=[0.2, 0.2, 0.2])
         self.cam_node = self.scene.add(pyrender.IntrinsicsCamera(500, 500, 320, 240), pose=np.eye(4))
         import trimesh
 
         # The ground: one triangle covering [-1, 1]^2 (scaled by its pose), the texture laid once
-        # over that square. With a repeating texture, pixels on its wrap seams came out
-        # differently depending on what the process had drawn before (the driver's rounding),
-        # which broke byte-identical output across worker counts.
+        # over that square and repeated beyond it.
         plane = trimesh.Trimesh(vertices=[[-1, -1, 0], [3, -1, 0], [-1, 3, 0]], faces=[[0, 1, 2]], process=False)
-        uv = np.array([[0, 0], [2, 0], [0, 2]], float)  # the [-1, 1]^2 square is the texture once: no wrap seam in it
+        uv = np.array([[0, 0], [2, 0], [0, 2]], float)  # the [-1, 1]^2 square is the texture once
         self._plane_uv = uv
         plane.visual = trimesh.visual.TextureVisuals(uv=uv)
         self._plane_tm = plane
@@ -89,14 +87,6 @@ class RendererBackend:
                                  texcoord_0=self._plane_uv, indices=tm.faces, material=material)
         return self.pr.Mesh([prim])
 
-    def _sampler(self):
-        # No mipmaps: with them, Mesa's software rasteriser sampled a texture differently
-        # depending on what had been uploaded before it, so a sample's pixels depended on the
-        # samples a process had drawn earlier (and so on the worker count).
-        from OpenGL.GL import GL_LINEAR
-
-        return self.pr.Sampler(magFilter=GL_LINEAR, minFilter=GL_LINEAR)
-
     def _texture(self, key: str):
         """A pyrender Texture for ``key``, made once and shared by every material that uses it."""
         t = self._textures.get(key)
@@ -106,8 +96,7 @@ class RendererBackend:
             img = cv2.imread(str(self.lib.base / key), cv2.IMREAD_COLOR)
             if img is None:
                 raise SynthgenError(f"{self.lib.base / key}: cannot decode texture")
-            t = self._textures[key] = self.pr.Texture(source=cv2.cvtColor(img, cv2.COLOR_BGR2RGB), source_channels="RGB",
-                                                      sampler=self._sampler())
+            t = self._textures[key] = self.pr.Texture(source=cv2.cvtColor(img, cv2.COLOR_BGR2RGB), source_channels="RGB")
         return t
 
     def _slot(self, category: str, i: int):
@@ -119,13 +108,7 @@ class RendererBackend:
                 mesh = self.pr.Mesh([self.pr.Primitive(positions=p.positions, normals=p.normals, texcoord_0=p.texcoord_0,
                                                        color_0=p.color_0, indices=p.indices, material=p.material, mode=p.mode)
                                      for p in slots[0][1].primitives])
-            originals = [p.material for p in mesh.primitives]
-            if not slots:  # before the first upload; later slots share these textures
-                for m in originals:
-                    for t in m.textures:
-                        t.sampler = self._sampler()
-            if slots:
-                originals = list(slots[0][2])
+            originals = list(slots[0][2]) if slots else [p.material for p in mesh.primitives]
 
             node = self.scene.add(mesh, pose=np.eye(4))
             slots.append((node, mesh, originals))
@@ -181,7 +164,9 @@ class RendererBackend:
                 light = pr.PointLight(color=li.color, intensity=li.intensity)
             else:
                 light = pr.SpotLight(color=li.color, intensity=li.intensity, innerConeAngle=0.3, outerConeAngle=0.7)
-            self._light_nodes.append(self.scene.add(light, pose=np.array(li.pose)))
+            node = self.scene.add(light, pose=np.array(li.pose))
+            node.synthgen_order = len(self._light_nodes)
+            self._light_nodes.append(node)
         self.scene.ambient_light = np.full(3, scene.ambient)
         # A solid colour or a sky behind a ground plane is the clear colour: the colour pass is
         # then the final image. Only a photo is composited afterwards, with the render's alpha.
@@ -367,6 +352,22 @@ class RendererBackend:
                 raise SynthgenError(f"{self.lib.base / key}: cannot decode background image")
             img = self._bg_cache[key] = fit_background(cv2.cvtColor(raw, cv2.COLOR_BGR2RGB), "random_crop", (W, H))
         return crop_fitted(img, crop, (W, H))
+
+
+def _ordered_light_scene(pyrender):
+    """A pyrender Scene whose lights come out in the plan's order.
+
+    pyrender keeps lights in sets of nodes hashed by memory address, so the order in which they
+    fill the shader's light arrays, and with it the float rounding of the light sum, changed
+    from one process to the next: the same sample's pixels differed between runs."""
+
+    class Scene(pyrender.Scene):
+        @property
+        def light_nodes(self):
+            nodes = self.point_light_nodes | self.spot_light_nodes | self.directional_light_nodes
+            return sorted(nodes, key=lambda n: n.synthgen_order)
+
+    return Scene
 
 
 def regions_of(box, W: int, H: int) -> tuple[int, int, int, int]:
