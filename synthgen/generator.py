@@ -7,7 +7,7 @@ import multiprocessing as mp
 import shutil
 from collections import Counter
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 
 from . import __version__
 from .annotate import annotate, annotate_3d
@@ -18,6 +18,10 @@ from .sample import Sample
 from .scheduler import PerClassSchedule
 from .spec import RendererSpec, Spec, load_spec
 from .writers import make_writers
+
+if TYPE_CHECKING:
+    from .assets import AssetLibrary
+    from .meshes import MeshLibrary
 
 # What a run writes; --overwrite removes exactly these, nothing else in the folder.
 OUTPUTS = ("images", "annotations", "labels", "voc", "depth", "bop", "manifest.jsonl", "dataset.json", "data.yaml")
@@ -34,7 +38,7 @@ class Generator:
 
     def __init__(self, spec: Spec | RendererSpec, seed: int | None = None):
         self.spec = spec if seed is None else spec.model_copy(update={"seed": int(seed)})
-        self._lib: AssetLibrary | None = None
+        self._lib: AssetLibrary | MeshLibrary | None = None
         self._backend: Any = None
         _ = self.library
         Augmenter(self.spec)  # bad transform names or parameters fail now, naming the key

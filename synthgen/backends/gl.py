@@ -1,8 +1,9 @@
 """pyrender and EGL plumbing for the renderer backend.
 
 pyrender 0.1.45 (pinned) is used through one OffscreenRenderer per process; ``tune_renderer``
-replaces three of its internals on that instance: the framebuffer read, the forward pass's
-texture-unit state and the mesh-node sort (each explained where it is defined).
+replaces some of its internals on that instance: texture upload alignment, where segmentation
+passes draw, the framebuffer read, the mesh-node sort and uniform lookups (each explained where
+it is defined).
 """
 
 from __future__ import annotations
@@ -30,9 +31,9 @@ def import_pyrender():
 
 
 def tune_renderer(renderer) -> None:
-    """Replace four of pyrender 0.1.45's internals on this renderer instance (the version is
-    pinned): where segmentation passes draw, the framebuffer read, the forward pass's
-    texture-unit state and the mesh-node sort.
+    """Replace some of pyrender 0.1.45's internals on this renderer instance (the version is
+    pinned): the pixel alignment of texture uploads, where segmentation passes draw, the
+    framebuffer read, the mesh-node sort and uniform location lookups.
 
     Segmentation passes (flat colours, multisampling off) draw into a single-sample framebuffer
     of synthgen's own, which only ever grows; pyrender's would draw them into its 4x
@@ -52,14 +53,28 @@ def tune_renderer(renderer) -> None:
                            GL_DEPTH_COMPONENT, GL_DEPTH_COMPONENT24, GL_DEPTH_TEST, GL_DRAW_FRAMEBUFFER, GL_FLOAT,
                            GL_FRAMEBUFFER, GL_LESS, GL_LINEAR, GL_MAX_RENDERBUFFER_SIZE, GL_MAX_VIEWPORT_DIMS, GL_NEAREST,
                            GL_READ_FRAMEBUFFER, GL_RED, GL_RENDERBUFFER, GL_RGB, GL_RGBA, GL_RGBA8, GL_SCISSOR_TEST,
-                           GL_TEXTURE0, GL_TEXTURE_2D, GL_TRUE, GL_UNPACK_ALIGNMENT, GL_UNSIGNED_BYTE, glActiveTexture, glBindFramebuffer,
-                           glBindRenderbuffer, glBindTexture, glBlitFramebuffer, glDeleteFramebuffers,
+                           GL_TRUE, GL_UNPACK_ALIGNMENT, GL_UNSIGNED_BYTE, glBindFramebuffer,
+                           glBindRenderbuffer, glBlitFramebuffer, glDeleteFramebuffers,
                            glDeleteRenderbuffers, glDepthFunc, glDepthMask, glDepthRange, glDisable, glEnable,
                            glFramebufferRenderbuffer, glGenFramebuffers, glGenRenderbuffers, glGetIntegerv, glPixelStorei,
                            glReadPixels, glRenderbufferStorage, glScissor, glViewport)
     from pyrender.constants import RenderFlags
 
-    if sys.platform == "darwin":  # pyrender resizes for retina there; keep its own code
+    upload = renderer._update_context
+
+    def update_context(scene, flags):
+        # Rows of pixel data handed to GL are tightly packed (numpy). GL's default unpack
+        # alignment is 4: a texture whose row is not a multiple of 4 bytes (an RGB image 854
+        # wide, say) was uploaded skewed row by row and read past the end of its data.
+        glPixelStorei(GL_UNPACK_ALIGNMENT, 1)
+        return upload(scene, flags)
+
+    renderer._update_context = update_context
+
+    # The largest window side a plain segmentation pass takes (known after the first pass);
+    # callers draw larger windows in tiles.
+    renderer.synthgen_window_limit = None
+    if sys.platform == "darwin":  # pyrender resizes framebuffers for retina there; keep its own
         return
 
     plain = {"fb": None, "rbs": None, "size": (0, 0), "on": False}
@@ -104,33 +119,6 @@ def tune_renderer(renderer) -> None:
         glDepthRange(0.0, 1.0)
 
     renderer._configure_forward_pass_viewport = configure_viewport
-    # The largest window side a plain segmentation pass takes (known after the first pass);
-    # callers draw larger windows in tiles.
-    renderer.synthgen_window_limit = None
-
-    upload = renderer._update_context
-
-    def update_context(scene, flags):
-        # Rows of pixel data handed to GL are tightly packed (numpy). GL's default unpack
-        # alignment is 4: a texture whose row is not a multiple of 4 bytes (an RGB image 854
-        # wide, say) was uploaded skewed row by row and read past the end of its data.
-        glPixelStorei(GL_UNPACK_ALIGNMENT, 1)
-        return upload(scene, flags)
-
-    renderer._update_context = update_context
-
-    forward = renderer._forward_pass
-
-    def forward_pass(scene, flags, seg_node_map=None):
-        # Unbind every texture unit first: pyrender binds only the textures a material has, and
-        # a unit left bound by an earlier sample changed how the driver sampled the next one.
-        for unit in range(16):
-            glActiveTexture(GL_TEXTURE0 + unit)
-            glBindTexture(GL_TEXTURE_2D, 0)
-        glActiveTexture(GL_TEXTURE0)
-        return forward(scene, flags, seg_node_map=seg_node_map)
-
-    renderer._forward_pass = forward_pass
 
     def sorted_mesh_nodes(scene):
         # pyrender's own sorts every mesh node by distance, computing a world pose for each, on
