@@ -297,3 +297,22 @@ def test_windows_beyond_the_gl_limit_are_tiled_with_the_same_labels(shared):
                 np.testing.assert_array_equal(a.mask, b.mask)
     finally:
         gl.synthgen_window_limit = 4096
+
+
+def test_generators_share_the_process_renderer_and_survive_one_another(shared):
+    """Deleting an OffscreenRenderer ends EGL for every other one in the process: a generator
+    that is dropped must not break the others (train and val generators in one training loop)."""
+    import gc
+
+    a = Generator(spec_from_dict(_spec(shared)))
+    first = a[3]
+    b = Generator(spec_from_dict(_spec(shared, seed=11)))
+    b[0]
+    assert b.backend._renderer is a.backend._renderer
+    del b
+    gc.collect()
+    again = a[3]  # its meshes were dropped from the context by b's scene and come back
+    np.testing.assert_array_equal(again.image, first.image)
+    np.testing.assert_array_equal(again.depth, first.depth)
+    c = Generator(spec_from_dict(_spec(shared)))
+    np.testing.assert_array_equal(c[3].image, first.image)

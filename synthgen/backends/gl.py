@@ -30,6 +30,30 @@ def import_pyrender():
 
 
 
+_RENDERERS: dict[int, object] = {}  # pid -> this process's OffscreenRenderer
+
+
+def process_renderer(width: int, height: int):
+    """This process's one OffscreenRenderer, made (and tuned) on first use.
+
+    Every backend in the process shares it: deleting an OffscreenRenderer terminates EGL for all
+    of them, so a generator that was dropped would break the others. A backend sets the
+    viewport it needs before each pass. Keyed by process id: a forked child never uses its
+    parent's context (workers are spawned anyway)."""
+    from ..errors import SynthgenError
+
+    r = _RENDERERS.get(os.getpid())
+    if r is None:
+        try:
+            pyrender = import_pyrender()
+            r = pyrender.OffscreenRenderer(width, height)
+        except Exception as e:  # noqa: BLE001 - EGL/GL failures come in many types
+            raise SynthgenError(f"cannot start offscreen OpenGL: {type(e).__name__}: {e}\n{GL_HINT}") from None
+        tune_renderer(r._renderer)
+        _RENDERERS[os.getpid()] = r
+    return r
+
+
 def tune_renderer(renderer) -> None:
     """Replace some of pyrender 0.1.45's internals on this renderer instance (the version is
     pinned): the pixel alignment of texture uploads, where segmentation passes draw, the

@@ -1,8 +1,9 @@
 """The 3D backend: pyrender, offscreen through EGL (Mesa's software rasteriser on a CPU, the
 GPU driver where there is one). Draws a planned RenderScene; draws no random numbers.
 
-One OffscreenRenderer and one pyrender scene per process, created on first use in the thread
-that renders (a GL context does not survive fork; deleting one renderer ends EGL for all).
+One OffscreenRenderer per process, shared by every backend in it (``gl.process_renderer``),
+and one pyrender scene per backend, created on first use in the thread that renders (a GL
+context does not survive fork; deleting one renderer ends EGL for all).
 Meshes are uploaded once; per sample only poses, materials, lights and the camera change.
 
 Passes per sample:
@@ -30,7 +31,7 @@ from ..errors import SynthgenError
 from ..meshes import MeshLibrary
 from ..plan3d import RenderScene, primitive_mesh
 from .base import Render
-from .gl import GL_HINT, ids_from_seg, import_pyrender, tune_renderer
+from .gl import ids_from_seg, import_pyrender, process_renderer
 
 # 3D box corners (model frame, unit cube) in the order written as keypoints, then the centre.
 CORNERS = np.array([[x, y, z] for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)] + [[0, 0, 0]], float)
@@ -56,14 +57,9 @@ class RendererBackend:
     def _setup(self) -> None:
         if self._renderer is not None:
             return
-        try:
-            pyrender = import_pyrender()
-            W, H = self.spec.output.size
-            self._renderer = pyrender.OffscreenRenderer(W, H)
-        except Exception as e:  # noqa: BLE001 - EGL/GL failures come in many types
-            raise SynthgenError(f"cannot start offscreen OpenGL: {type(e).__name__}: {e}\n{GL_HINT}") from None
+        pyrender = import_pyrender()
+        self._renderer = process_renderer(*self.spec.output.size)
         self.pr = pyrender
-        tune_renderer(self._renderer._renderer)
         self.scene = _ordered_light_scene(pyrender)(bg_color=[0, 0, 0, 0], ambient_light=[0.2, 0.2, 0.2])
         self.cam_node = self.scene.add(pyrender.IntrinsicsCamera(500, 500, 320, 240), pose=np.eye(4))
         import trimesh
