@@ -3,7 +3,7 @@
 pyrender 0.1.45 (pinned) is used through one OffscreenRenderer per process; ``tune_renderer``
 replaces some of its internals on that instance: texture upload alignment, where segmentation
 passes draw, the framebuffer read, the mesh-node sort and uniform lookups (each explained where
-it is defined).
+it is defined). ``ordered_light_scene`` gives lights to the shader in a fixed order.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 
 import numpy as np
+
+from ..errors import SynthgenError
 
 GL_HINT = (
     "synthgen's renderer needs OpenGL through EGL (PYOPENGL_PLATFORM=egl). On a CPU machine install "
@@ -40,8 +42,6 @@ def process_renderer(width: int, height: int):
     of them, so a generator that was dropped would break the others. A backend sets the
     viewport it needs before each pass. Keyed by process id: a forked child never uses its
     parent's context (workers are spawned anyway)."""
-    from ..errors import SynthgenError
-
     r = _RENDERERS.get(os.getpid())
     if r is None:
         try:
@@ -199,6 +199,23 @@ def tune_renderer(renderer) -> None:
         return program
 
     cache.get_program = get_program_cached
+
+
+def ordered_light_scene(pyrender):
+    """A pyrender Scene class whose lights come out in the plan's order (each light node carries
+    ``synthgen_order``, set by the backend when it adds the light).
+
+    pyrender keeps lights in sets of nodes hashed by memory address, so the order in which they
+    fill the shader's light arrays, and with it the float rounding of the light sum, could
+    change from one process to the next."""
+
+    class Scene(pyrender.Scene):
+        @property
+        def light_nodes(self):
+            nodes = self.point_light_nodes | self.spot_light_nodes | self.directional_light_nodes
+            return sorted(nodes, key=lambda n: n.synthgen_order)
+
+    return Scene
 
 
 def _set_uniform_cached(program):

@@ -31,7 +31,7 @@ from ..errors import SynthgenError
 from ..meshes import MeshLibrary
 from ..plan3d import RenderScene, primitive_mesh
 from .base import Render
-from .gl import ids_from_seg, import_pyrender, process_renderer
+from .gl import ids_from_seg, import_pyrender, ordered_light_scene, process_renderer
 
 # 3D box corners (model frame, unit cube) in the order written as keypoints, then the centre.
 CORNERS = np.array([[x, y, z] for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)] + [[0, 0, 0]], float)
@@ -60,7 +60,7 @@ class RendererBackend:
         pyrender = import_pyrender()
         self._renderer = process_renderer(*self.spec.output.size)
         self.pr = pyrender
-        self.scene = _ordered_light_scene(pyrender)(bg_color=[0, 0, 0, 0], ambient_light=[0.2, 0.2, 0.2])
+        self.scene = ordered_light_scene(pyrender)(bg_color=[0, 0, 0, 0], ambient_light=[0.2, 0.2, 0.2])
         self.cam_node = self.scene.add(pyrender.IntrinsicsCamera(500, 500, 320, 240), pose=np.eye(4))
         import trimesh
 
@@ -348,22 +348,6 @@ class RendererBackend:
                 raise SynthgenError(f"{self.lib.base / key}: cannot decode background image")
             img = self._bg_cache[key] = fit_background(cv2.cvtColor(raw, cv2.COLOR_BGR2RGB), "random_crop", (W, H))
         return crop_fitted(img, crop, (W, H))
-
-
-def _ordered_light_scene(pyrender):
-    """A pyrender Scene whose lights come out in the plan's order.
-
-    pyrender keeps lights in sets of nodes hashed by memory address, so the order in which they
-    fill the shader's light arrays, and with it the float rounding of the light sum, changed
-    from one process to the next: the same sample's pixels differed between runs."""
-
-    class Scene(pyrender.Scene):
-        @property
-        def light_nodes(self):
-            nodes = self.point_light_nodes | self.spot_light_nodes | self.directional_light_nodes
-            return sorted(nodes, key=lambda n: n.synthgen_order)
-
-    return Scene
 
 
 def regions_of(box, W: int, H: int) -> tuple[int, int, int, int]:
