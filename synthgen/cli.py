@@ -99,7 +99,7 @@ def show(
     """Render sample(s) with boxes, masks and class names drawn, to look at your data."""
     from .generator import Generator
     from .spec.models import BLEND_MODES
-    from .visualize import depth_image, draw_sample, grid
+    from .inspect.draw import depth_image, draw_sample, grid
 
     try:
         for b in blend or []:
@@ -132,7 +132,7 @@ def extract(
     overwrite: Annotated[bool, typer.Option(help="Write into a non-empty --out.")] = False,
 ) -> None:
     """Cut every usable instance of a real COCO dataset into RGBA cutouts by class (a bank)."""
-    from .bank import extract_bank
+    from .compositor.bank import extract_bank
 
     try:
         if out.exists() and any(out.iterdir()) and not overwrite:

@@ -10,18 +10,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 
 from . import __version__
-from .annotate import annotate, annotate_3d
-from .backends import kind_parts
 from .augment import Augmenter
+from .backend import backend_kind
 from .errors import SpecError, SynthgenError
+from .labels import annotate, annotate_3d
+from .runs.scheduler import PerClassSchedule
 from .sample import Sample
-from .scheduler import PerClassSchedule
 from .spec import RendererSpec, Spec, load_spec
 from .writers import make_writers
 
 if TYPE_CHECKING:
-    from .assets import AssetLibrary
-    from .meshes import MeshLibrary
+    from .compositor.assets import AssetLibrary
+    from .renderer.meshes import MeshLibrary
 
 # What a run writes; --overwrite removes exactly these, nothing else in the folder.
 OUTPUTS = ("images", "annotations", "labels", "voc", "depth", "bop", "manifest.jsonl", "dataset.json", "data.yaml")
@@ -61,14 +61,14 @@ class Generator:
     def library(self) -> Any:
         """The spec's assets (AssetLibrary, or MeshLibrary for the renderer)."""
         if self._lib is None:
-            self._lib = kind_parts(self.spec.kind)[0](self.spec)
+            self._lib = backend_kind(self.spec.kind).library(self.spec)
         return self._lib
 
     @property
     def backend(self) -> Any:
         """The backend of this process, created on first use (in the thread that renders)."""
         if self._backend is None:
-            self._backend = kind_parts(self.spec.kind)[2](self.library)
+            self._backend = backend_kind(self.spec.kind).backend(self.library)
         return self._backend
 
     def __getstate__(self) -> dict[str, Any]:
@@ -79,7 +79,7 @@ class Generator:
 
     def plan(self, index: int, categories: Sequence[str] | None = None) -> Any:
         """The planned scene of sample ``index``: every random choice, as plain data."""
-        return kind_parts(self.spec.kind)[1](self.spec, self.library, self.seed, index, categories)
+        return backend_kind(self.spec.kind).plan(self.spec, self.library, self.seed, index, categories)
 
     def sample(self, index: int, categories: Sequence[str] | None = None, variant: str | None = None) -> Sample:
         """Sample ``index``.

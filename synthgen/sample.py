@@ -47,7 +47,7 @@ class Sample:
     image: np.ndarray
     annotations: list[Annotation]
     scene: Any
-    """The planned scene (plan.Scene or plan3d.RenderScene)."""
+    """The planned scene (compositor.planning.Scene or renderer.planning.RenderScene)."""
     variant: str | None = None
     """The blend mode forced on every object when written as a blend variant, else None."""
     depth: np.ndarray | None = None

@@ -10,7 +10,7 @@ import pytest
 from pycocotools.coco import COCO
 
 from synthgen import Generator, SynthgenError
-from synthgen.plan import Scene
+from synthgen.compositor.planning import Scene
 from synthgen.spec import spec_from_dict
 
 from .conftest import base_spec, write_spec

@@ -15,10 +15,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from synthgen import Generator
-from synthgen.assets import ALPHA_ON
-from synthgen.backends.compositor import rasterize
-from synthgen.annotate import annotate
-from synthgen.plan import BackgroundPlan, ObjectPlan, Scene, object_cutout
+from synthgen.compositor.assets import ALPHA_ON
+from synthgen.compositor.backend import rasterize
+from synthgen.labels import annotate
+from synthgen.compositor.planning import BackgroundPlan, ObjectPlan, Scene, object_cutout
 from synthgen.spec import spec_from_dict
 
 from .conftest import base_spec

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from synthgen import Generator, SpecError
-from synthgen.annotate import annotate
-from synthgen.assets import defringe
-from synthgen.backends.blend import paste, reach
-from synthgen.plan import BackgroundPlan, ObjectPlan, Scene
+from synthgen.labels import annotate
+from synthgen.compositor.assets import defringe
+from synthgen.compositor.blend import paste, reach
+from synthgen.compositor.planning import BackgroundPlan, ObjectPlan, Scene
 from synthgen.spec import spec_from_dict
 
 from .conftest import base_spec
@@ -100,7 +100,7 @@ def test_poisson_keeps_the_object_in_place(assets):
 
 @pytest.mark.parametrize("mixed", [False, True])
 def test_poisson_solver_agrees_with_opencv_seamless_clone(mixed):
-    from synthgen.backends.blend import poisson_solve
+    from synthgen.compositor.blend import poisson_solve
 
     rng = np.random.default_rng(1)
     dst = cv2.GaussianBlur(rng.integers(0, 255, (120, 140, 3), dtype=np.uint8), (0, 0), 5)
@@ -157,7 +157,7 @@ def test_shadows_and_harmonisation_move_colours_not_labels(assets):
 
 
 def test_harmonisation_pulls_object_colour_to_the_surroundings():
-    from synthgen.backends.compositor import harmonize
+    from synthgen.compositor.backend import harmonize
 
     patch = np.zeros((20, 20, 4), np.uint8)
     patch[...] = (250, 20, 20, 255)
@@ -254,7 +254,7 @@ def test_truncation_targets(assets):
 def test_ground_placement_puts_farther_objects_higher_and_smaller(assets):
     gen = _gen(assets, placement={"mode": "ground", "horizon": 0.4, "far_scale": 0.3, "scale_range": 0.5,
                                   "rotation_range": 0, "min_visibility": 0.0, "max_truncation": 0.5}, objects_per_image=[3, 4])
-    from synthgen.plan import object_cutout, rotated_extent
+    from synthgen.compositor.planning import object_cutout, rotated_extent
 
     bottoms, sizes = [], []
     for i in range(15):
@@ -340,7 +340,7 @@ def test_extract_bank_from_real_coco_and_use_it(shared, tmp_path):
 
 
 def test_light_and_contrast_jitter_is_the_documented_formula():
-    from synthgen.backends.compositor import adjust_colour
+    from synthgen.compositor.backend import adjust_colour
 
     patch = np.zeros((4, 4, 4), np.uint8)
     patch[..., :3] = 100

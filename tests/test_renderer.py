@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from synthgen import Generator, SynthgenError
-from synthgen.annotate import annotate, annotate_3d
-from synthgen.plan3d import Camera3D, Light3D, Object3D, RenderScene, look_at
+from synthgen.labels import annotate, annotate_3d
+from synthgen.renderer.planning import Camera3D, Light3D, Object3D, RenderScene, look_at
 from synthgen.spec import spec_from_dict
 
 from .conftest import ROOT

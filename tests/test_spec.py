@@ -147,7 +147,7 @@ def test_class_order_follows_the_spec(assets):
 
 
 def test_background_fit_modes():
-    from synthgen.assets import crop_fitted, fit_background
+    from synthgen.compositor.assets import crop_fitted, fit_background
 
     img = np.zeros((100, 200, 3), np.uint8)
     img[:, :100] = 255  # left half white

@@ -77,7 +77,7 @@ class BopWriter(Writer):
         return payload
 
     def start(self) -> None:
-        from ..meshes import load_mesh
+        from ..renderer.meshes import load_mesh
 
         models = self.out_dir / "bop" / "models"
         models.mkdir(parents=True, exist_ok=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .backends.base import Render
+from .backend import Render
 from .sample import Annotation
 from .spec import Spec
 

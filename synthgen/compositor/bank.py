@@ -22,7 +22,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from .errors import SynthgenError
+from ..errors import SynthgenError
 
 
 def safe_name(name: str) -> str:

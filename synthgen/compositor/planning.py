@@ -4,7 +4,7 @@
 compositor sample; backends and writers receive a finished ``Scene`` and draw none (seeds for
 albumentations are drawn here and stored in the scene).
 
-Geometry conventions are in ``plan_geometry``.
+Geometry conventions are in ``geometry``.
 """
 
 from __future__ import annotations
@@ -15,12 +15,13 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..choices import choose_categories, choose_split
+from ..rng import LOOKS, SCENE, pick, rng_for
+from ..spec import Spec
 from .assets import DISTRACTOR, AssetLibrary, Cutout, crop_fitted
+from .geometry import object_transform, rotated_extent  # noqa: F401 - object_transform re-exported
 from .placement import Canvas, needs_canvas, place
-from .plan_geometry import object_transform, rotated_extent  # noqa: F401 - object_transform re-exported
 from .procedural import plan_shape, shape_cutout
-from .rng import LOOKS, SCENE, SPLIT, pick, rng_for
-from .spec import Spec
 
 PROCEDURAL = "<procedural>"  # ObjectPlan.asset of a procedural distractor (its shape is in .shape)
 
@@ -93,33 +94,6 @@ class Scene:
         return cls(data["index"], data["seed"], tuple(data["size"]), data["split"],
                    BackgroundPlan(bg["asset"], bg["fit"], tuple(bg["crop"])), objects,
                    data.get("image_augment_seed"), data.get("request"))
-
-
-def choose_split(splits: dict[str, float], seed: int, index: int) -> str:
-    """Split of sample ``index``: a draw from its own stream, so it never shifts the scene."""
-    u = rng_for(seed, index, SPLIT).random()
-    acc = 0.0
-    names = list(splits)
-    for name in names:
-        acc += splits[name]
-        if u < acc:
-            return name
-    return names[-1]
-
-
-def choose_categories(spec, rng: np.random.Generator, categories: Sequence[str] | None) -> list[str]:
-    """The labelled classes of a sample: the scheduler's request as given, or drawn: a negative
-    image with probability ``negative_ratio``, else ``objects_per_image`` classes by weight."""
-    if categories is not None:
-        unknown = [c for c in categories if c not in spec.classes]
-        if unknown:
-            raise KeyError(f"unknown categories {unknown}")
-        return list(categories)
-    names = spec.categories
-    negative = spec.negative_ratio > 0 and rng.random() < spec.negative_ratio
-    k = 0 if negative else int(spec.objects_per_image.sample(rng))
-    w = np.array([spec.classes[c].weight for c in names], dtype=float)
-    return [names[int(i)] for i in rng.choice(len(names), size=k, p=w / w.sum())]
 
 
 def object_cutout(lib: AssetLibrary, obj: ObjectPlan) -> Cutout:

@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from ..spec.models import Placement
 from .assets import Cutout
-from .plan_geometry import object_transform, rotated_extent
-from .spec.models import Placement
+from .geometry import object_transform, rotated_extent
 
 ATTEMPTS = 16
 COARSE_SIDE = 128  # the coarse canvas's longer side, cells

@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .sample import Sample
+from ..sample import Sample
 
 
 def palette(i: int) -> tuple[int, int, int]:

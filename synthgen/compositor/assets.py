@@ -7,7 +7,6 @@ any machine.
 
 from __future__ import annotations
 
-import glob
 import os
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -17,10 +16,10 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from .errors import SpecError
-from .spec import Spec
+from ..errors import SpecError
+from ..sources import expand_paths
+from ..spec import Spec
 
-IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 ALPHA_ON = 128  # alpha >= this (of 255) makes a pixel part of an object: the one ownership rule
 FOOTPRINT_SIDE = 48  # side of the downsampled mask used to estimate truncation while planning
 
@@ -59,24 +58,6 @@ class CutoutRef:
 DISTRACTOR = None  # the "category" of distractor cutouts in AssetLibrary.ref / plans
 
 
-def _expand(base: Path, pattern: str, key: str) -> list[str]:
-    """Files for one spec path entry (file, folder or glob), relative to ``base``, sorted."""
-    full = base / pattern
-    if full.is_dir():
-        files = [p for p in sorted(full.iterdir()) if p.suffix.lower() in IMAGE_EXTS]
-    elif any(ch in pattern for ch in "*?["):
-        files = [Path(p) for p in sorted(glob.glob(str(full), recursive=True)) if Path(p).suffix.lower() in IMAGE_EXTS]
-    elif full.is_file():
-        files = [full]
-    else:
-        raise SpecError(f"{key}: {pattern!r} does not exist (looked for {full})")
-    if not files:
-        raise SpecError(f"{key}: {pattern!r} matches no image files ({', '.join(IMAGE_EXTS)}) in {full}")
-    if Path(pattern).is_absolute():
-        return [str(p) for p in files]
-    return [os.path.relpath(p, base) for p in files]
-
-
 def _read(path: Path, flags: int = cv2.IMREAD_UNCHANGED) -> np.ndarray:
     arr = cv2.imread(str(path), flags)
     if arr is None:
@@ -92,7 +73,7 @@ class AssetLibrary:
         self.base = Path(spec.base_dir)
         files: list[str] = []
         for i, p in enumerate(spec.backgrounds.paths):
-            files += _expand(self.base, p, f"backgrounds.paths.{i}")
+            files += expand_paths(self.base, p, f"backgrounds.paths.{i}")
         self.regions: dict[str, str] = {}
         pattern = spec.backgrounds.regions
         if pattern:
@@ -113,7 +94,7 @@ class AssetLibrary:
         self.textures: list[str] = []
         if d is not None:
             for i, p in enumerate(d.textures):
-                self.textures += _expand(self.base, p, f"distractors.textures.{i}")
+                self.textures += expand_paths(self.base, p, f"distractors.textures.{i}")
         self._refs = {(name, r.image): r for name, refs in self.cutouts.items() for r in refs}
         self._refs.update({(DISTRACTOR, r.image): r for r in self.distractors})
         self._cutout_cache: dict[str, Cutout] = {}
@@ -123,7 +104,7 @@ class AssetLibrary:
     def _list_source(self, key: str, src) -> list[CutoutRef]:
         files: list[str] = []
         for i, p in enumerate(src.source):
-            files += _expand(self.base, p, f"{key}.source.{i}")
+            files += expand_paths(self.base, p, f"{key}.source.{i}")
         refs = self._pair_masks(key, files, src.mask, src.mask_inverted)
         return [CutoutRef(r.image, r.mask, r.inverted, src.defringe) for r in refs]
 

@@ -14,11 +14,11 @@ import math
 import cv2
 import numpy as np
 
-from ..assets import ALPHA_ON, AssetLibrary, Cutout, crop_fitted
 from ..augment import Augmenter
-from ..plan import ObjectPlan, Scene, object_cutout
-from .base import Render
+from ..backend import Render
+from .assets import ALPHA_ON, AssetLibrary, Cutout, crop_fitted
 from .blend import paste
+from .planning import ObjectPlan, Scene, object_cutout
 
 
 def rasterize(cut: Cutout, obj: ObjectPlan) -> tuple[np.ndarray, int, int]:

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 from typing import Iterator
 
-from .errors import SynthgenError
-from .rng import COUNT, rng_for
-from .spec import Spec
+from ..errors import SynthgenError
+from ..rng import COUNT, rng_for
+from ..spec import Spec
 
 
 def request_round(spec: Spec, seed: int, deficit: dict[str, int], first_index: int) -> list[tuple[int, list[str]]]:

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .assets import _expand
-from .errors import SpecError
-from .spec.renderer import RendererSpec
+from ..errors import SpecError
+from ..sources import expand_paths
+from ..spec.renderer import RendererSpec
 
 MESH_EXTS = (".obj", ".glb", ".gltf", ".ply", ".stl", ".off")
 
@@ -53,9 +53,9 @@ class MeshLibrary:
             if not p.is_file():
                 raise SpecError(f"classes.{name}.mesh: {c.mesh!r} does not exist (looked for {p})")
             self.mesh_files[name] = p
-        self.textures = [t for i, p in enumerate(spec.materials.textures) for t in _expand(self.base, p, f"materials.textures.{i}")]
-        self.backgrounds = [t for i, p in enumerate(spec.background.paths) for t in _expand(self.base, p, f"background.paths.{i}")]
-        self.ground_textures = [t for i, p in enumerate(spec.background.textures) for t in _expand(self.base, p, f"background.textures.{i}")]
+        self.textures = [t for i, p in enumerate(spec.materials.textures) for t in expand_paths(self.base, p, f"materials.textures.{i}")]
+        self.backgrounds = [t for i, p in enumerate(spec.background.paths) for t in expand_paths(self.base, p, f"background.paths.{i}")]
+        self.ground_textures = [t for i, p in enumerate(spec.background.textures) for t in expand_paths(self.base, p, f"background.textures.{i}")]
         self._meshes: dict[str, object] = {}
 
     def mesh(self, category: str):

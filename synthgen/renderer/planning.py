@@ -16,10 +16,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..choices import choose_categories, choose_split
+from ..rng import LOOKS, SCENE, pick, rng_for
+from ..spec.renderer import RendererSpec
 from .meshes import MeshLibrary
-from .plan import choose_categories, choose_split
-from .rng import LOOKS, SCENE, pick, rng_for
-from .spec.renderer import RendererSpec
 
 PRIMITIVES = ("box", "sphere", "cylinder", "capsule", "cone")
 PLACE_ATTEMPTS = 30  # positions tried per object before it is left out (never a hang)

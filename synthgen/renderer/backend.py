@@ -27,10 +27,10 @@ from typing import Any
 
 import numpy as np
 
+from ..backend import Render
 from ..errors import SynthgenError
-from ..meshes import MeshLibrary
-from ..plan3d import RenderScene, primitive_mesh
-from .base import Render
+from .meshes import MeshLibrary
+from .planning import RenderScene, primitive_mesh
 from .gl import ids_from_seg, import_pyrender, ordered_light_scene, process_renderer
 
 # 3D box corners (model frame, unit cube) in the order written as keypoints, then the centre.
@@ -339,7 +339,7 @@ class RendererBackend:
     def _photo(self, key: str, crop, W: int, H: int) -> np.ndarray:
         import cv2
 
-        from ..assets import crop_fitted, fit_background
+        from ..compositor.assets import crop_fitted, fit_background
 
         img = self._bg_cache.get(key)
         if img is None:

@@ -1,0 +1,1 @@
+"""Looking at data: drawing samples with their labels."""

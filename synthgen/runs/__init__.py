@@ -1,0 +1,1 @@
+"""How a run executes: the per-class scheduler's rounds."""
