@@ -307,6 +307,12 @@ def test_blend_variants_write_the_same_scene_once_per_mode(assets, tmp_path):
     for group in by_index.values():
         assert [m["variant"] for m in group] == ["none", "gaussian", "poisson"]
         assert all(m["labels"] == group[0]["labels"] and m["scene"] == group[0]["scene"] for m in group)
+    # COCO image ids stay integers: 10 x index + the variant's position in write_blend_variants
+    coco = json.loads((tmp_path / "v" / "annotations" / "instances_train.json").read_text())
+    for im in coco["images"]:
+        index, mode = Path(im["file_name"]).stem.split("-")
+        assert im["id"] == 10 * int(index) + ["none", "gaussian", "poisson"].index(mode)
+    assert len({im["id"] for im in coco["images"]}) == len(coco["images"])
 
 
 def test_extract_bank_from_real_coco_and_use_it(shared, tmp_path):

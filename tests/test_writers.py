@@ -68,7 +68,9 @@ def test_coco_loads_and_self_eval_gives_ap_1(which, request):
         if not data["annotations"]:
             continue
         total += len(data["annotations"])
-        assert [im["id"] for im in data["images"]] == list(range(1, len(data["images"]) + 1))
+        # image id = the sample index = int(file stem), as ultralytics' save_json keys predictions
+        assert [im["id"] for im in data["images"]] == [int(Path(im["file_name"]).stem) for im in data["images"]]
+        assert [im["id"] for im in data["images"]] == sorted(im["id"] for im in data["images"])
         assert [a["id"] for a in data["annotations"]] == list(range(1, len(data["annotations"]) + 1))
         assert [c["id"] for c in data["categories"]] == [1, 2, 3]
         assert _self_eval(f, "bbox") == pytest.approx(1.0)

@@ -26,6 +26,14 @@ class Writer:
         self.out_dir = Path(out_dir)
         self.spec = spec
 
+    def image_id(self, sample: Sample) -> int:
+        """The integer id of the sample's image in every format that numbers images: the sample
+        index (the file stem), or, for a blend variant, 10 x index + the variant's position in
+        ``write_blend_variants`` (at most 5 modes, so ids never collide)."""
+        if sample.variant is None:
+            return sample.index
+        return 10 * sample.index + list(self.spec.write_blend_variants).index(sample.variant)
+
     def image_file(self, sample: Sample) -> str:
         """Image path relative to the output folder."""
         return f"images/{sample.split}/{sample.stem}.{self.spec.output.image_format}"

@@ -1,6 +1,9 @@
 """COCO instances: OUT/annotations/instances_<split>.json, streamed.
 
-Ids start at 1 in each file (images, annotations) and categories are 1-based in spec order.
+An image's id is the sample index, the integer of its file stem (so predictions keyed by
+``int(stem)``, as ultralytics' ``save_json`` writes them, evaluate against it); a blend variant's
+is 10 x index + its position in ``write_blend_variants``. Annotation ids run from 1 in each file,
+categories are 1-based in spec order.
 ``bbox`` is xywh of the visible mask, ``area`` its pixel count, ``iscrowd`` 0, segmentation
 compressed RLE (counts as str) or polygons; with polygons, an object with holes is written as
 RLE, since COCO polygons are filled as a union and cannot hold a hole.
@@ -78,7 +81,7 @@ class CocoWriter(Writer):
         file_name = self.image_file(sample).split("/", 2)[2]
         rec = encode_coco(sample, file_name, self.spec.output.coco_segmentation)
         # Serialised here (in the worker); write() only prefixes the ids.
-        return {"split": rec["split"], "image": json.dumps(rec["image"])[1:],
+        return {"split": rec["split"], "image_id": self.image_id(sample), "image": json.dumps(rec["image"])[1:],
                 "annotations": [json.dumps(a)[1:] for a in rec["annotations"]]}
 
     def _tmp(self, split: str, what: str) -> Path:
@@ -95,10 +98,11 @@ class CocoWriter(Writer):
         img_f, ann_f = self._parts[split]
         ids = self._ids[split]
         ids[0] += 1
-        img_f.write(f'{"," if ids[0] > 1 else ""}{{"id": {ids[0]}, {payload["image"]}\n')
+        image_id = payload["image_id"]
+        img_f.write(f'{"," if ids[0] > 1 else ""}{{"id": {image_id}, {payload["image"]}\n')
         for ann in payload["annotations"]:
             ids[1] += 1
-            ann_f.write(f'{"," if ids[1] > 1 else ""}{{"id": {ids[1]}, "image_id": {ids[0]}, {ann}\n')
+            ann_f.write(f'{"," if ids[1] > 1 else ""}{{"id": {ids[1]}, "image_id": {image_id}, {ann}\n')
 
     def finish(self) -> None:
         categories = [{"id": i + 1, "name": c, "supercategory": "object"} for i, c in enumerate(self.spec.categories)]
