@@ -11,3 +11,14 @@ class SpecError(SynthgenError):
     The message always names where: ``file:line:col key.path: what is wrong``,
     or the asset file that could not be used.
     """
+
+
+def printable(text: str) -> str:
+    """``text`` with control and line-breaking characters escaped, so that one problem stays on
+    one line whatever names a user's files and keys have."""
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
+
+
+def problem_lines(message: str) -> list[str]:
+    """The problems in an error message: one per line (only "\n" separates them), made printable."""
+    return [printable(line) for line in message.split("\n") if line.strip()]

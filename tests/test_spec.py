@@ -81,8 +81,8 @@ def test_draws_respect_bounds_and_weights():
     assert min(draws) >= 0 and max(draws) <= 1 and draws.count(1.0) > 50  # clipped, not rejected
     ints = parse_distribution({"int_uniform": [1, 3]}, integer=True)
     assert {ints.sample(rng) for _ in range(200)} == {1, 2, 3}
-    choice = parse_distribution({"choice": ["a", "b"], "weights": [0, 1]})
-    assert {choice.sample(rng) for _ in range(50)} == {"b"}
+    choice = parse_distribution({"choice": [10, 20], "weights": [0, 1]})
+    assert {choice.sample(rng) for _ in range(50)} == {20}
 
 
 def test_set_overrides_any_key_with_yaml_values(spec_file):

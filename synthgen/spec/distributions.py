@@ -12,6 +12,7 @@ Accepted spellings in a spec (for a key with bounds ``[lo, hi]``)::
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -95,17 +96,24 @@ class Distribution:
         return {self.kind: list(self.params)}
 
 
+def _short(v: Any, n: int = 60) -> str:
+    s = repr(v)
+    return s if len(s) <= n else s[: n - 3] + "..."
+
+
 def _number(v: Any, integer: bool) -> float | int:
     if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise ValueError(f"{v!r} is not a number; {_HELP}")
+        raise ValueError(f"{_short(v)} is not a number; {_HELP}")
+    if not math.isfinite(v) or abs(v) > 1e15:
+        raise ValueError(f"{_short(v)} is not a finite number of reasonable size")
     if integer and float(v) != int(v):
-        raise ValueError(f"{v!r} is not a whole number")
+        raise ValueError(f"{_short(v)} is not a whole number")
     return int(v) if integer else float(v)
 
 
 def _pair(v: Any, what: str, integer: bool) -> tuple:
     if not isinstance(v, (list, tuple)) or len(v) != 2:
-        raise ValueError(f"{what} takes [low, high], got {v!r}")
+        raise ValueError(f"{what} takes [low, high], got {_short(v)}")
     lo, hi = (_number(x, integer) for x in v)
     if lo > hi:
         raise ValueError(f"{what} has low {lo} > high {hi}")
@@ -152,7 +160,7 @@ def parse_distribution(
         if keys == {"normal"}:
             p = value["normal"]
             if not isinstance(p, dict) or set(p) != {"mean", "std"}:
-                raise ValueError(f"normal takes {{mean: m, std: s}}, got {p!r}")
+                raise ValueError(f"normal takes {{mean: m, std: s}}, got {_short(p)}")
             m, s = _number(p["mean"], False), _number(p["std"], False)
             if s < 0:
                 raise ValueError(f"normal std must be >= 0, got {s}")
@@ -161,11 +169,9 @@ def parse_distribution(
         if keys in ({"choice"}, {"choice", "weights"}):
             opts = value["choice"]
             if not isinstance(opts, (list, tuple)) or not opts:
-                raise ValueError(f"choice takes a non-empty list, got {opts!r}")
-            opts = tuple(opts)
-            if all(isinstance(o, (int, float)) and not isinstance(o, bool) for o in opts):
-                opts = tuple(_number(o, integer) for o in opts)
-                check(*opts)
+                raise ValueError(f"choice takes a non-empty list of numbers, got {_short(opts)}")
+            opts = tuple(_number(o, integer) for o in opts)
+            check(*opts)
             weights = value.get("weights")
             if weights is not None:
                 if not isinstance(weights, (list, tuple)) or len(weights) != len(opts):
@@ -174,5 +180,5 @@ def parse_distribution(
                 if min(weights) < 0 or sum(weights) <= 0:
                     raise ValueError("weights must be >= 0 and not all 0")
             return Distribution("choice", opts, bounds, weights, integer=integer)
-        raise ValueError(f"unknown distribution {sorted(keys)}; {_HELP}")
-    raise ValueError(f"{value!r} is not a value; {_HELP}")
+        raise ValueError(f"unknown distribution {_short(sorted(map(str, keys)))}; {_HELP}")
+    raise ValueError(f"{_short(value)} is not a value; {_HELP}")

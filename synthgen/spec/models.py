@@ -8,7 +8,7 @@ counter-clockwise. Probabilities are in [0, 1].
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, PlainValidator, field_validator, model_validator
 
@@ -41,7 +41,7 @@ Paths = Annotated[list[str], BeforeValidator(lambda v: [v] if isinstance(v, str)
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, allow_inf_nan=False)
 
 
 class Output(_Model):
@@ -51,6 +51,7 @@ class Output(_Model):
     quality: Annotated[int, Field(ge=1, le=100)] = 95
     formats: list[Literal["coco", "yolo", "voc", "bop"]] = ["coco", "yolo", "voc"]
     """Label formats; bop (6D pose) needs kind: renderer."""
+    bop_allowed: ClassVar[bool] = False
     depth: bool = True
     """Renderer: write depth maps (16-bit PNG, millimetres) to OUT/depth/<split>/."""
     split: dict[str, Annotated[float, Field(ge=0, le=1)]] = {"train": 1.0}
@@ -72,6 +73,8 @@ class Output(_Model):
     @field_validator("formats")
     @classmethod
     def _unique_formats(cls, v: list[str]) -> list[str]:
+        if "bop" in v and not cls.bop_allowed:
+            raise ValueError("bop (6D pose) needs kind: renderer")
         return list(dict.fromkeys(v))
 
 
@@ -235,9 +238,22 @@ class Augment(_Model):
     image: list[AugmentStep] = []
     """Applied to the finished image (noise, blur, JPEG, colour); pixel-level transforms only."""
 
+def check_class_names(names) -> None:
+    for name in names:
+        if not name.strip():
+            raise ValueError("class names must not be empty")
+        if any(ord(ch) < 32 or 0x7F <= ord(ch) < 0xA0 for ch in name):
+            raise ValueError(f"class name {name!r} holds a control character (not allowed in XML and label files)")
+        if len(name) > 200:
+            raise ValueError(f"class name {name[:40]!r}... is longer than 200 characters")
+
+
+Seed = Annotated[int, Field(ge=0, lt=2**63)]
+
+
 class Spec(_Model):
     kind: Literal["compositor"] = "compositor"
-    seed: int = 0
+    seed: Seed = 0
     output: Output = Output()
     backgrounds: Backgrounds
     classes: Annotated[dict[str, ClassSource], Field(min_length=1)]
@@ -256,13 +272,14 @@ class Spec(_Model):
     base_dir: Annotated[Path, Field(exclude=True)] = Path(".")
     """Folder that relative paths in the spec are resolved against (the spec file's)."""
 
+    @field_validator("classes")
+    @classmethod
+    def _class_names(cls, v: dict) -> dict:
+        check_class_names(v)
+        return v
+
     @model_validator(mode="after")
-    def _class_names(self) -> Spec:
-        for name in self.classes:
-            if not name.strip():
-                raise ValueError("class names must not be empty")
-        if "bop" in self.output.formats:
-            raise ValueError("output.formats: bop (6D pose) needs kind: renderer")
+    def _checks(self) -> Spec:
         if len(set(self.write_blend_variants)) != len(self.write_blend_variants):
             raise ValueError("write_blend_variants lists a mode twice")
         return self

@@ -6,11 +6,11 @@ Units: metres, degrees, Kelvin. The world is z-up with the ground plane at z = 0
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from .models import Augment, Dist, Output, Paths, _Model
+from .models import Augment, Dist, Output, Paths, Seed, _Model, check_class_names
 
 
 class MeshClass(_Model):
@@ -26,8 +26,10 @@ class MeshClass(_Model):
 
     @model_validator(mode="after")
     def _one_unit(self) -> MeshClass:
-        if self.scale is not None and "size" in self.model_fields_set:
+        if self.scale is not None and "size" in self.model_fields_set and self.size is not None:
             raise ValueError("give size (metres, longest extent) or scale (metres per mesh unit), not both")
+        if self.scale is None and self.size is None:
+            raise ValueError("give size (metres, longest extent) or scale (metres per mesh unit)")
         return self
 
 
@@ -112,10 +114,14 @@ class RenderDistractors(_Model):
     """Longest extent, metres."""
 
 
+class RenderOutput(Output):
+    bop_allowed: ClassVar[bool] = True
+
+
 class RendererSpec(_Model):
     kind: Literal["renderer"]
-    seed: int = 0
-    output: Output = Output()
+    seed: Seed = 0
+    output: RenderOutput = RenderOutput()
     classes: Annotated[dict[str, MeshClass], Field(min_length=1)]
     objects_per_image: Dist(0, 64, integer=True) = [1, 4]
     negative_ratio: Annotated[float, Field(ge=0, lt=1)] = 0.0
@@ -127,6 +133,12 @@ class RendererSpec(_Model):
     background: RenderBackground = RenderBackground()
     augment: Augment = Augment()
     base_dir: Annotated[Path, Field(exclude=True)] = Path(".")
+
+    @field_validator("classes")
+    @classmethod
+    def _class_names(cls, v: dict) -> dict:
+        check_class_names(v)
+        return v
 
     @model_validator(mode="after")
     def _checks(self) -> RendererSpec:
