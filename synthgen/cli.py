@@ -1,22 +1,30 @@
-"""The synthgen command line. Bad input prints one clear error line and exits 2."""
+"""The synthgen command line.
+
+Bad input prints one ``error:`` line per problem, naming the file, key or flag, and exits 2;
+Ctrl-C exits 130 with one line. No traceback reaches the user (``SYNTHGEN_DEBUG=1`` shows one
+for an unexpected error, which exits 1).
+"""
 
 from __future__ import annotations
 
+import functools
+import os
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Callable, Optional
 
-import cv2
-import numpy as np
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeRemainingColumn
 from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeRemainingColumn
 from rich.text import Text
 
-from .errors import SynthgenError
+from . import __version__
+from .errors import SynthgenError, printable, problem_lines
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Synthetic training data with exact labels.")
+# Plain help (no rich panels): flags show no "<bool>" type column.
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+                  help="Synthetic training data with exact labels.")
 err = Console(stderr=True)
 
 
@@ -28,123 +36,219 @@ class _Rate(ProgressColumn):
         return Text(f"{images} images, {rate:.1f} images/s")
 
 
-def _fail(e: Exception) -> None:
-    err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
-    raise typer.Exit(2)
+def _say(line: str) -> None:
+    err.print(printable(line), highlight=False, soft_wrap=True, markup=False)
 
 
-def _overrides(sets: list[str] | None, formats: str | None) -> list[str]:
-    out = list(sets or [])
-    if formats:
-        out.append("output.formats=[" + ",".join(f.strip() for f in formats.split(",") if f.strip()) + "]")
-    return out
+def _fail(e: BaseException, code: int = 2) -> None:
+    for line in problem_lines(str(e)) or [type(e).__name__]:
+        err.print(f"[bold red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _guarded(fn: Callable) -> Callable:
+    """One clear line for every way a command can fail; never a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from .runs.run import Interrupted
+
+        try:
+            return fn(*args, **kwargs)
+        except typer.Exit:
+            raise
+        except Interrupted as e:
+            _fail(e, 130)
+        except SynthgenError as e:
+            _fail(e)
+        except KeyboardInterrupt:
+            _fail(SynthgenError("interrupted"), 130)
+        except Exception as e:  # noqa: BLE001 - the last line of defence against a traceback
+            if os.environ.get("SYNTHGEN_DEBUG"):
+                raise
+            _fail(SynthgenError(f"unexpected {type(e).__name__}: {e} (a bug in synthgen: please report it; "
+                                "SYNTHGEN_DEBUG=1 shows the traceback)"), 1)
+
+    return wrapper
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"synthgen {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")] = False,
+) -> None:
+    """Synthetic training data with exact labels."""
+
+
+def _formats(formats: str | None) -> list[tuple[str, Any, str]]:
+    """--formats as a spec override that names the flag in errors."""
+    if formats is None:
+        return []
+    names = [f.strip() for f in formats.split(",") if f.strip()]
+    if not names:
+        raise SynthgenError("--formats: give one or more of coco, yolo, voc, bop, comma-separated")
+    return [("output.formats", names, f"--formats {formats}")]
+
+
+def _load(spec: Path, seed: int | None, sets: list[str] | None, formats: str | None = None):
+    from .generator import Generator
+
+    if seed is not None and seed < 0:
+        raise SynthgenError(f"--seed must be >= 0, got {seed}")
+    return Generator.from_yaml(spec, seed=seed, overrides=[*(sets or []), *_formats(formats)])
+
+
+SpecArg = Annotated[Path, typer.Argument(metavar="SPEC", help="Scene spec (YAML).", show_default=False)]
+SeedOpt = Annotated[Optional[int], typer.Option("--seed", metavar="S", help="Override the spec's seed.")]
+SetOpt = Annotated[Optional[list[str]], typer.Option("--set", metavar="KEY=VALUE", help="Override a spec key: key.path=value (YAML value); repeat.")]
 
 
 @app.command()
+@_guarded
 def generate(
-    spec: Annotated[Path, typer.Argument(help="Scene spec (YAML).")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("out"),
-    n: Annotated[Optional[int], typer.Option("--n", help="Number of images.")] = None,
-    per_class: Annotated[Optional[int], typer.Option("--per-class", help="Exactly this many labelled instances per class.")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Override the spec's seed.")] = None,
-    workers: Annotated[int, typer.Option(help="Worker processes (spawned).")] = 1,
-    formats: Annotated[Optional[str], typer.Option(help="Label formats, comma-separated: coco,yolo,voc.")] = None,
-    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a spec key: key.path=value (YAML value).")] = None,
-    overwrite: Annotated[bool, typer.Option(help="Replace a previous run in --out.")] = False,
+    spec: SpecArg,
+    out: Annotated[str, typer.Option("--out", "-o", metavar="DIR", help="Output folder.")] = "out",
+    n: Annotated[Optional[int], typer.Option("--n", metavar="N", help="Number of images.")] = None,
+    per_class: Annotated[Optional[int], typer.Option("--per-class", metavar="N", help="Exactly this many labelled instances per class.")] = None,
+    seed: SeedOpt = None,
+    workers: Annotated[int, typer.Option("--workers", metavar="W", help="Worker processes (spawned).")] = 1,
+    formats: Annotated[Optional[str], typer.Option("--formats", metavar="LIST", help="Label formats, comma-separated: coco,yolo,voc,bop.")] = None,
+    set_: SetOpt = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a previous run in --out (deletes only files runs recorded writing).")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Finish an interrupted run in --out (or start one in an empty --out).")] = False,
 ) -> None:
     """Generate a labelled dataset from SPEC into --out."""
-    from .generator import Generator
+    if (n is None) == (per_class is None):
+        raise SynthgenError("give exactly one of --n N (images) or --per-class N (labelled instances per class)")
+    flag, count = ("--n", n) if n is not None else ("--per-class", per_class)
+    if count < 0:  # type: ignore[operator]
+        raise SynthgenError(f"{flag} must be >= 0, got {count}")
+    if count == 0:
+        raise SynthgenError(f"{flag} 0: there is nothing to write")
+    if workers < 1:
+        raise SynthgenError(f"--workers must be at least 1, got {workers}")
+    if out == "":
+        raise SynthgenError("--out is empty: name an output folder (an empty name would be the current folder)")
+    if overwrite and resume:
+        raise SynthgenError("--overwrite and --resume contradict each other: give one")
+    gen = _load(spec, seed, set_, formats)
+    total = n if n is not None else per_class * len(gen.spec.categories)  # type: ignore[operator]
+    unit = "images" if n is not None else "instances"
+    t0 = time.perf_counter()
+    with Progress(TextColumn("[bold]generating"), BarColumn(), MofNCompleteColumn(), TextColumn(unit),
+                  _Rate(), TimeRemainingColumn(), console=err, transient=False) as bar:
+        task = bar.add_task("generate", total=total, images=0)
 
-    try:
-        if (n is None) == (per_class is None):
-            raise SynthgenError("give exactly one of --n N (images) or --per-class N (labelled instances per class)")
-        gen = Generator.from_yaml(spec, seed=seed, overrides=_overrides(set_, formats))
-        total = n if n is not None else per_class * len(gen.spec.categories)  # type: ignore[operator]
-        unit = "images" if n is not None else "instances"
-        t0 = time.perf_counter()
-        with Progress(TextColumn("[bold]generating"), BarColumn(), MofNCompleteColumn(), TextColumn(unit),
-                      _Rate(), TimeRemainingColumn(), console=err, transient=False) as bar:
-            task = bar.add_task("generate", total=total, images=0)
+        def report(images: int, instances: int) -> None:
+            bar.update(task, completed=images if n is not None else instances, images=images)
 
-            def report(images: int, instances: int) -> None:
-                bar.update(task, completed=images if n is not None else instances, images=images)
-
-            summary = gen.generate(out, n=n, per_class=per_class, workers=workers, overwrite=overwrite, progress=report)
-        dt = time.perf_counter() - t0
-    except SynthgenError as e:
-        _fail(e)
-        return
+        summary = gen.generate(Path(out), n=n, per_class=per_class, workers=workers, overwrite=overwrite,
+                               resume=resume, progress=report)
+    dt = time.perf_counter() - t0
     per = ", ".join(f"{c}: {k}" for c, k in summary["instances_per_class"].items())
-    err.print(f"wrote {summary['images']} images to {out} in {dt:.1f} s ({summary['images'] / max(dt, 1e-9):.1f} images/s); instances {per}", highlight=False, soft_wrap=True)
+    _say(f"wrote {summary['images']} images to {out} in {dt:.1f} s ({summary['images'] / max(dt, 1e-9):.1f} images/s); instances {per}")
     for c, entry in summary["targets"].items():
         for key, r in entry.items():
             lo, hi = r["target"]
-            err.print(f"  {c} {key} [{lo:g}, {hi:g}]: {r['share_in_range']:.0%} of labelled instances in range, mean {r['mean']:.2f}",
-                      highlight=False, soft_wrap=True)
+            _say(f"  {c} {key} [{lo:g}, {hi:g}]: {r['share_in_range']:.0%} of labelled instances in range, mean {r['mean']:.2f}")
 
 
 @app.command()
+@_guarded
+def check(
+    spec: SpecArg,
+    seed: SeedOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """Check SPEC and every asset it names (decoded in full); print every problem, write nothing."""
+    gen = _load(spec, seed, set_)
+    gen.check()
+    lib = gen.library
+    files = len(lib.input_files())
+    _say(f"ok: {spec} ({gen.spec.kind}, {len(gen.spec.categories)} classes, {files} input files checked)")
+
+
+@app.command()
+@_guarded
 def show(
-    spec: Annotated[Path, typer.Argument(help="Scene spec (YAML).")],
-    index: Annotated[list[int], typer.Option("--index", "-i", help="Sample index; repeat for a grid.")] = [0],  # noqa: B006
-    out: Annotated[Path, typer.Option("--out", "-o", help="PNG to write.")] = Path("sample.png"),
-    seed: Annotated[Optional[int], typer.Option(help="Override the spec's seed.")] = None,
-    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a spec key: key.path=value.")] = None,
-    cols: Annotated[int, typer.Option(help="Grid columns when several indices are given.")] = 3,
+    spec: SpecArg,
+    index: Annotated[list[int], typer.Option("--index", "-i", metavar="I", help="Sample index; repeat for a grid.")] = [0],  # noqa: B006
+    out: Annotated[Path, typer.Option("--out", "-o", metavar="PNG", help="PNG to write.")] = Path("sample.png"),
+    seed: SeedOpt = None,
+    set_: SetOpt = None,
+    cols: Annotated[int, typer.Option("--cols", metavar="C", help="Grid columns when several indices are given.")] = 3,
     no_masks: Annotated[bool, typer.Option("--no-masks", help="Draw boxes only.")] = False,
     no_labels: Annotated[bool, typer.Option("--no-labels", help="The image alone, nothing drawn.")] = False,
-    blend: Annotated[Optional[list[str]], typer.Option("--blend", help="Render the same scene with this blend mode; repeat for a grid.")] = None,
+    blend: Annotated[Optional[list[str]], typer.Option("--blend", metavar="MODE", help="Render the same scene with this blend mode; repeat for a grid.")] = None,
     depth: Annotated[bool, typer.Option("--depth", help="Renderer: put the depth map beside each sample.")] = False,
 ) -> None:
     """Render sample(s) with boxes, masks and class names drawn, to look at your data."""
-    from .generator import Generator
-    from .spec.models import BLEND_MODES
+    import cv2
+    import numpy as np
+
     from .inspect.draw import depth_image, draw_sample, grid
+    from .spec.models import BLEND_MODES
+
+    bad = [i for i in index if i < 0]
+    if bad:
+        raise SynthgenError(f"--index must be >= 0, got {bad[0]}")
+    if cols < 1:
+        raise SynthgenError(f"--cols must be at least 1, got {cols}")
+    for b in blend or []:
+        if b not in BLEND_MODES:
+            raise SynthgenError(f"--blend {b!r}: choose from {', '.join(BLEND_MODES)}")
+    gen = _load(spec, seed, set_)
+    samples = [gen.sample(i, variant=b) for i in index for b in (blend or [None])]
+    pictures = [s.image if no_labels else draw_sample(s, masks=not no_masks) for s in samples]
+    if depth:
+        if any(s.depth is None for s in samples):
+            raise SynthgenError("--depth: this spec makes no depth (it needs kind: renderer)")
+        pictures = [np.hstack([p, np.full((p.shape[0], 4, 3), 255, np.uint8), depth_image(s.depth)]) for p, s in zip(pictures, samples)]
+    picture = pictures[0] if len(pictures) == 1 else grid(pictures, min(cols, len(pictures)))
+    _write_png(out, picture)
+
+
+def _write_png(out: Path, picture) -> None:
+    import cv2
 
     try:
-        for b in blend or []:
-            if b not in BLEND_MODES:
-                raise SynthgenError(f"--blend {b!r}: choose from {', '.join(BLEND_MODES)}")
-        gen = Generator.from_yaml(spec, seed=seed, overrides=_overrides(set_, None))
-        samples = [gen.sample(i, variant=b) for i in index for b in (blend or [None])]
-        pictures = [s.image if no_labels else draw_sample(s, masks=not no_masks) for s in samples]
-        if depth:
-            if any(s.depth is None for s in samples):
-                raise SynthgenError("--depth: this spec makes no depth (it needs kind: renderer)")
-            pictures = [np.hstack([p, np.full((p.shape[0], 4, 3), 255, np.uint8), depth_image(s.depth)]) for p, s in zip(pictures, samples)]
-    except SynthgenError as e:
-        _fail(e)
-        return
-    picture = pictures[0] if len(pictures) == 1 else grid(pictures, min(cols, len(pictures)))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(out), cv2.cvtColor(picture, cv2.COLOR_RGB2BGR)):
-        _fail(SynthgenError(f"could not write {out}"))
-    err.print(f"wrote {out}", highlight=False)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        ok, buf = cv2.imencode(".png", cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
+        tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+        tmp.write_bytes(buf.tobytes())
+        os.replace(tmp, out)
+    except OSError as e:
+        raise SynthgenError(f"--out {out}: cannot write: {e.strerror or e}") from None
+    _say(f"wrote {out}")
 
 
 @app.command()
+@_guarded
 def extract(
-    coco_json: Annotated[Path, typer.Argument(help="COCO instances JSON of real, annotated photos.")],
-    images_dir: Annotated[Path, typer.Argument(help="Folder the JSON's file_name entries are relative to.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Bank folder to write.")] = Path("bank"),
-    min_area: Annotated[int, typer.Option(help="Skip instances with fewer mask pixels.")] = 400,
-    classes: Annotated[Optional[str], typer.Option(help="Only these classes, comma-separated.")] = None,
-    overwrite: Annotated[bool, typer.Option(help="Write into a non-empty --out.")] = False,
+    coco_json: Annotated[Path, typer.Argument(metavar="COCO_JSON", help="COCO instances JSON of real, annotated photos.", show_default=False)],
+    images_dir: Annotated[Path, typer.Argument(metavar="IMAGES_DIR", help="Folder the JSON's file_name entries are relative to.", show_default=False)],
+    out: Annotated[Path, typer.Option("--out", "-o", metavar="BANK", help="Bank folder to write.")] = Path("bank"),
+    min_area: Annotated[int, typer.Option("--min-area", metavar="A", help="Skip instances with fewer mask pixels.")] = 400,
+    classes: Annotated[Optional[str], typer.Option("--classes", metavar="LIST", help="Only these classes, comma-separated.")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Write into a non-empty --out.")] = False,
 ) -> None:
     """Cut every usable instance of a real COCO dataset into RGBA cutouts by class (a bank)."""
     from .compositor.bank import extract_bank
 
-    try:
-        if out.exists() and any(out.iterdir()) and not overwrite:
-            raise SynthgenError(f"--out {out} is not empty; pass --overwrite to add to it")
-        wanted = [c.strip() for c in classes.split(",") if c.strip()] if classes else None
-        index = extract_bank(coco_json, images_dir, out, min_area=min_area, classes=wanted)
-    except SynthgenError as e:
-        _fail(e)
-        return
+    if out.exists() and not out.is_dir():
+        raise SynthgenError(f"--out {out} exists and is not a folder")
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise SynthgenError(f"--out {out} is not empty; pass --overwrite to add to it")
+    wanted = [c.strip() for c in classes.split(",") if c.strip()] if classes else None
+    index = extract_bank(coco_json, images_dir, out, min_area=min_area, classes=wanted)
     per = ", ".join(f"{c}: {k}" for c, k in index["classes"].items()) or "none"
     skipped = ", ".join(f"{r}: {k}" for r, k in index["skipped"].items()) or "none"
-    err.print(f"wrote {len(index['cutouts'])} cutouts to {out} ({per}); skipped {skipped}", highlight=False, soft_wrap=True)
+    _say(f"wrote {len(index['cutouts'])} cutouts to {out} ({per}); skipped {skipped}")
 
 
 def main() -> None:

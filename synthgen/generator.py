@@ -2,30 +2,19 @@
 
 from __future__ import annotations
 
-import json
-import multiprocessing as mp
-import shutil
-from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 
-from . import __version__
 from .augment import Augmenter
 from .backend import backend_kind
-from .errors import SpecError, SynthgenError
+from .errors import SpecError
 from .labels import annotate, annotate_3d
-from .runs.scheduler import PerClassSchedule
 from .sample import Sample
 from .spec import RendererSpec, Spec, load_spec
-from .writers import make_writers
 
 if TYPE_CHECKING:
     from .compositor.assets import AssetLibrary
     from .renderer.meshes import MeshLibrary
-
-# What a run writes; --overwrite removes exactly these, nothing else in the folder.
-OUTPUTS = ("images", "annotations", "labels", "voc", "depth", "bop", "manifest.jsonl", "dataset.json", "data.yaml")
-CHUNK = 16  # tasks per worker hand-off
 
 
 class Generator:
@@ -117,6 +106,11 @@ class Generator:
             yield self.sample(i)
             i += 1
 
+    def check(self) -> None:
+        """Decode or verify every input the spec names; raises SpecError listing every problem,
+        one per line, each naming the file and the spec key."""
+        self.library  # noqa: B018 - listing problems raise here
+
     def generate(
         self,
         out_dir: str | Path,
@@ -124,159 +118,19 @@ class Generator:
         per_class: int | None = None,
         workers: int = 1,
         overwrite: bool = False,
+        resume: bool = False,
         progress: Callable[[int, int], None] | None = None,
     ) -> dict[str, Any]:
         """Write a dataset: ``n`` images, or exactly ``per_class`` labelled instances per class.
 
-        progress(images_done, instances_done) is called after each image is written.
+        Everything is checked before the first file is written. ``overwrite`` replaces a previous
+        run in ``out_dir`` (deleting only files runs recorded writing); ``resume`` finishes an
+        interrupted run there, byte-identical to one never stopped. With ``workers`` > 1 the
+        samples are made in spawned processes: call this under ``if __name__ == "__main__":``
+        in a script. progress(images_done, instances_done) is called after each image.
         Returns the summary also written to OUT/dataset.json.
         """
-        if (n is None) == (per_class is None):
-            raise SynthgenError("give exactly one of n (images) or per_class (labelled instances per class)")
-        if (n is not None and n < 0) or (per_class is not None and per_class < 0):
-            raise SynthgenError("n and per_class must be >= 0")
-        if workers < 1:
-            raise SynthgenError(f"workers must be >= 1, got {workers}")
-        out = Path(out_dir)
-        _prepare_out(out, overwrite)
-        writers = make_writers(out, self.spec)
-        for w in writers:
-            w.start()
-        counts: dict[str, Counter] = {s: Counter() for s in self.spec.output.split}
-        images: Counter = Counter()
-        distinct: Counter = Counter()
-        measured: dict[str, list[tuple[float, float]]] = {c: [] for c in self.spec.categories}
-        done = [0, 0]
-        pool = _pool(self, workers, out) if workers > 1 else None
-        try:
-            def run(tasks: list[tuple[int, list[str] | None]]) -> Iterator[list[Result]]:
-                if pool is None:
-                    return (_produce_with(self, writers, t) for t in tasks)
-                return pool.imap(_produce, tasks, chunksize=CHUNK)
+        from .runs.run import execute
 
-            def consume(results: list[Result]) -> list[str]:
-                for split, labels, payloads in results:
-                    for w, p in zip(writers, payloads):
-                        if not w.per_sample:
-                            w.write(p)
-                    images[split] += 1
-                    counts[split].update(c for c, _, _ in labels)
-                    done[1] += len(labels)
-                done[0] += 1
-                labels = results[0][1]  # every variant has the same labels
-                distinct.update(c for c, _, _ in labels)
-                for c, vis, trunc in labels:
-                    measured[c].append((vis, trunc))
-                if progress:
-                    progress(done[0], sum(distinct.values()))
-                return [c for c, _, _ in labels]
-
-            if n is not None:
-                for r in run([(i, None) for i in range(n)]):
-                    consume(r)
-            else:
-                schedule = PerClassSchedule(self.spec, self.seed, per_class)  # type: ignore[arg-type]
-                for tasks in schedule.rounds():
-                    for r in run(tasks):
-                        schedule.record(consume(r))
-        finally:
-            if pool is not None:
-                pool.terminate()
-                pool.join()
-        for w in writers:
-            w.finish()
-        summary = {
-            "synthgen_version": __version__,
-            "seed": self.seed,
-            "request": {"n": n} if n is not None else {"per_class": per_class},
-            "scenes": done[0],
-            "images": sum(images.values()),
-            "images_per_split": {s: images[s] for s in self.spec.output.split},
-            "instances_per_class": {c: sum(counts[s][c] for s in counts) for c in self.spec.categories},
-            "instances_per_split": {s: {c: counts[s][c] for c in self.spec.categories} for s in counts},
-            "distinct_instances_per_class": {c: distinct[c] for c in self.spec.categories},
-            "blend_variants": list(self.spec.write_blend_variants),
-            "targets": _target_report(self.spec, measured),
-            "spec": self.spec.to_json(),
-        }
-        (out / "dataset.json").write_text(json.dumps(summary, indent=2) + "\n")
-        return summary
-
-
-def _target_report(spec: Spec, measured: dict[str, list[tuple[float, float]]]) -> dict[str, Any]:
-    """How well labelled instances met visibility_range / truncation_range, per class."""
-    report: dict[str, Any] = {}
-    for c in spec.categories:
-        p = spec.placement_for(c)
-        vals = measured[c]
-        entry: dict[str, Any] = {}
-        for key, i in (("visibility_range", 0), ("truncation_range", 1)):
-            rng_ = getattr(p, key, None)
-            if rng_ is None or not vals:
-                continue
-            xs = [v[i] for v in vals]
-            entry[key] = {
-                "target": list(rng_),
-                "share_in_range": round(sum(rng_[0] <= x <= rng_[1] for x in xs) / len(xs), 4),
-                "mean": round(sum(xs) / len(xs), 4),
-            }
-        if entry:
-            report[c] = entry
-    return report
-
-
-def _prepare_out(out: Path, overwrite: bool) -> None:
-    if out.exists() and not out.is_dir():
-        raise SynthgenError(f"--out {out} exists and is not a folder")
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise SynthgenError(f"--out {out} is not empty; pass --overwrite to replace a previous run there")
-        for name in OUTPUTS:
-            p = out / name
-            if p.is_dir():
-                shutil.rmtree(p)
-            elif p.exists():
-                p.unlink()
-    out.mkdir(parents=True, exist_ok=True)
-
-
-# -- worker processes ----------------------------------------------------------------------
-# Each worker holds its own Generator (assets, backend) and encoders, built once in the
-# worker by the pool initializer; nothing is shared with the parent but the pickled spec.
-_worker: dict[str, Any] = {}
-
-
-def _init_worker(gen: Generator, out_dir: Path) -> None:
-    _worker["gen"] = gen
-    _worker["writers"] = make_writers(out_dir, gen.spec)
-
-
-Result = tuple[str, list[tuple[str, float, float]], list[Any]]  # split, labels, stream payloads
-
-
-def _produce(task: tuple[int, list[str] | None]) -> list[Result]:
-    return _produce_with(_worker["gen"], _worker["writers"], task)
-
-
-def _produce_with(gen: Generator, writers: list, task: tuple[int, list[str] | None]) -> list[Result]:
-    index, cats = task
-    results = []
-    for sample in gen.samples(index, cats):
-        payloads = []
-        for w in writers:
-            payload = w.encode(sample)
-            if w.per_sample:  # its own files: write here, hand nothing back
-                w.write(payload)
-                payload = None
-            elif hasattr(w, "write_local"):  # per-image files here, shared files in the main process
-                payload = w.write_local(payload)
-            payloads.append(payload)
-        labels = [(a.category, float(a.visibility), float(a.truncation)) for a in sample.annotations]
-        results.append((sample.split, labels, payloads))
-    return results
-
-
-def _pool(gen: Generator, workers: int, out_dir: Path):
-    # spawn, never fork: a forked child of a process holding a GL context hangs.
-    ctx = mp.get_context("spawn")
-    return ctx.Pool(workers, initializer=_init_worker, initargs=(gen, out_dir))
+        return execute(self, out_dir, n=n, per_class=per_class, workers=workers, overwrite=overwrite,
+                       resume=resume, progress=progress)

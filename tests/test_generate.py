@@ -17,7 +17,9 @@ from .conftest import base_spec, write_spec
 
 
 def _tree_digest(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
+    """sha256 of every file of the dataset (not the run's own bookkeeping in .synthgen/)."""
+    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file() and ".synthgen" not in p.relative_to(root).parts}
 
 
 def _coco_counts(out: Path, gen: Generator) -> Counter:
@@ -110,19 +112,23 @@ def test_one_and_two_workers_write_identical_bytes(spec_file, tmp_path, mode):
     assert d1 == d2 and len(d1) > 30
 
 
-def test_refuses_a_non_empty_out_and_overwrite_replaces_only_its_own_files(spec_file, tmp_path):
+def test_refuses_a_non_empty_out_and_overwrite_replaces_only_recorded_files(spec_file, tmp_path):
     gen = Generator.from_yaml(spec_file)
     out = tmp_path / "out"
     gen.generate(out, n=5)
     (out / "notes.txt").write_text("mine")
-    stale = out / "images" / "train" / "999999.jpg"
-    stale.write_bytes(b"old")
     with pytest.raises(SynthgenError, match="not empty; pass --overwrite"):
         gen.generate(out, n=3)
-    assert stale.exists()  # nothing was touched
+    before = _tree_digest(out)
+    # a file of the user's inside an output folder: --overwrite refuses and deletes nothing
+    theirs = out / "images" / "train" / "999999.jpg"
+    theirs.write_bytes(b"not synthgen's")
+    with pytest.raises(SynthgenError, match="no synthgen run recorded writing .*999999.jpg.*nothing was deleted"):
+        gen.generate(out, n=3, overwrite=True)
+    assert theirs.read_bytes() == b"not synthgen's" and {**before, "images/train/999999.jpg": _tree_digest(out)["images/train/999999.jpg"]} == _tree_digest(out)
+    theirs.unlink()
     gen.generate(out, n=3, overwrite=True)
     assert (out / "notes.txt").read_text() == "mine"
-    assert not stale.exists()
     assert len(list((out / "images").rglob("*.jpg"))) == 3
 
 

@@ -134,6 +134,14 @@ class AssetLibrary:
             raise SpecError(f"{key}.source: only mask files found, no images to cut out")
         return refs
 
+    def input_files(self) -> list[Path]:
+        """Every file this spec reads (for --overwrite's guard)."""
+        rels = list(self.backgrounds) + list(self.regions.values()) + list(self.textures)
+        for refs in [*self.cutouts.values(), self.distractors]:
+            for r in refs:
+                rels += [r.image] + ([r.mask] if r.mask else [])
+        return [self.base / r for r in rels]
+
     # -- cutouts ---------------------------------------------------------------------------
     def ref(self, category: str | None, image: str) -> CutoutRef:
         """The cutout of ``category`` (None: a distractor) whose image path (as in a plan) is ``image``."""

@@ -58,6 +58,11 @@ class MeshLibrary:
         self.ground_textures = [t for i, p in enumerate(spec.background.textures) for t in expand_paths(self.base, p, f"background.textures.{i}")]
         self._meshes: dict[str, object] = {}
 
+    def input_files(self) -> list[Path]:
+        """Every file this spec reads (a mesh's whole folder: MTL and textures lie beside it)."""
+        files = [p.parent for p in self.mesh_files.values()]
+        return files + [self.base / t for t in self.textures + self.backgrounds + self.ground_textures]
+
     def mesh(self, category: str):
         """The normalised trimesh of ``category`` (cached)."""
         m = self._meshes.get(category)

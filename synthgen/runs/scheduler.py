@@ -13,6 +13,7 @@ is deterministic.
 
 from __future__ import annotations
 
+from itertools import islice
 from typing import Iterator
 
 from ..errors import SynthgenError
@@ -20,24 +21,32 @@ from ..rng import COUNT, rng_for
 from ..spec import Spec
 
 
-def request_round(spec: Spec, seed: int, deficit: dict[str, int], first_index: int) -> list[tuple[int, list[str]]]:
-    """(index, categories) for the images of one round, starting at ``first_index``."""
-    queue: list[str] = []
-    for j in range(max(deficit.values(), default=0)):
-        queue += [c for c in spec.categories if deficit.get(c, 0) > j]
-    tasks = []
+def request_round(spec: Spec, seed: int, deficit: dict[str, int], first_index: int) -> Iterator[tuple[int, list[str]]]:
+    """(index, categories) for the images of one round, starting at ``first_index``, made lazily
+    (a round of a million instances is never held as a list)."""
+
+    def queue() -> Iterator[str]:  # round-robin over the classes still short
+        for j in range(max(deficit.values(), default=0)):
+            for c in spec.categories:
+                if deficit.get(c, 0) > j:
+                    yield c
+
+    q = queue()
     index = first_index
-    while queue:
+    positives = 0
+    while True:
         k = max(1, int(spec.objects_per_image.sample(rng_for(seed, index, COUNT))))
-        tasks.append((index, queue[:k]))
-        queue = queue[k:]
+        cats = list(islice(q, k))
+        if not cats:
+            break
+        yield index, cats
         index += 1
+        positives += 1
     # negative images (no labelled object) in the ratio asked for, after the round's positives
     r = spec.negative_ratio
-    for _ in range(int(round(len(tasks) * r / (1 - r)))):
-        tasks.append((index, []))
+    for _ in range(int(round(positives * r / (1 - r)))):
+        yield index, []
         index += 1
-    return tasks
 
 
 class PerClassSchedule:
@@ -50,15 +59,15 @@ class PerClassSchedule:
         self.next_index = 0
         self.max_rounds = max_rounds
 
-    def rounds(self) -> Iterator[list[tuple[int, list[str]]]]:
+    def rounds(self) -> Iterator[Iterator[tuple[int, list[str]]]]:
+        """Rounds of tasks. Finish (and ``record``) each round's tasks before asking for the next:
+        a round is planned from the deficit its predecessors left."""
         stalled = 0
         for _ in range(self.max_rounds):
             if not any(self.deficit.values()):
                 return
             before = dict(self.deficit)
-            tasks = request_round(self.spec, self.seed, self.deficit, self.next_index)
-            self.next_index += len(tasks)
-            yield tasks
+            yield self._counted(request_round(self.spec, self.seed, dict(self.deficit), self.next_index))
             stalled = stalled + 1 if self.deficit == before else 0
             if stalled >= 5:
                 break
@@ -68,6 +77,11 @@ class PerClassSchedule:
                 f"could not get enough visible instances of {short} after {self.next_index} images: "
                 "objects keep falling below min_visibility/min_area; lower them or raise scale_range"
             )
+
+    def _counted(self, tasks: Iterator[tuple[int, list[str]]]) -> Iterator[tuple[int, list[str]]]:
+        for task in tasks:
+            self.next_index = task[0] + 1
+            yield task
 
     def record(self, categories: list[str]) -> None:
         for c in categories:

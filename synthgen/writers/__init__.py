@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from ..spec import Spec
-from .base import Writer
+from .base import Encoded, Writer
 from .bop import BopWriter
 from .depth import DepthWriter, encode_depth_png
 from .coco import CocoWriter, encode_coco
@@ -17,13 +15,13 @@ from .yolo import YoloWriter, encode_yolo
 FORMATS: dict[str, type[Writer]] = {"coco": CocoWriter, "yolo": YoloWriter, "voc": VocWriter, "bop": BopWriter}
 
 
-def make_writers(out_dir: Path, spec: Spec) -> list[Writer]:
+def make_writers(spec: Spec) -> list[Writer]:
     """Images and manifest always, depth for the renderer, then the spec's label formats."""
-    extra: list[Writer] = [DepthWriter(out_dir, spec)] if spec.kind == "renderer" and spec.output.depth else []
-    return [ImageWriter(out_dir, spec), ManifestWriter(out_dir, spec), *extra] + [FORMATS[f](out_dir, spec) for f in spec.output.formats]
+    extra: list[Writer] = [DepthWriter(spec)] if spec.kind == "renderer" and spec.output.depth else []
+    return [ImageWriter(spec), ManifestWriter(spec), *extra] + [FORMATS[f](spec) for f in spec.output.formats]
 
 
 __all__ = [
-    "FORMATS", "BopWriter", "CocoWriter", "DepthWriter", "encode_depth_png", "ImageWriter", "ManifestWriter", "VocWriter", "Writer", "YoloWriter",
+    "FORMATS", "BopWriter", "Encoded", "CocoWriter", "DepthWriter", "encode_depth_png", "ImageWriter", "ManifestWriter", "VocWriter", "Writer", "YoloWriter",
     "encode_coco", "encode_image", "encode_voc", "encode_yolo", "make_writers", "voc_box",
 ]

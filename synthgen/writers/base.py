@@ -1,29 +1,38 @@
-"""The writer lifecycle.
+"""The writer lifecycle. Writers are pure encoders; every file operation belongs to the run
+(``runs.files.OutputFolder``), which writes each file atomically and records it.
 
-``encode(sample)`` is pure (sample -> small picklable payload: bytes, strings, dicts) and may
-run in a worker process. ``start`` and ``finish`` run once in the main process. ``write(payload)``
-does the file I/O: for a writer whose files are one per sample (``per_sample = True``: images,
-YOLO, VOC) it runs in the process that made the sample, since order does not matter there;
-for a writer that streams into shared files (COCO, the manifest) it runs in the main process,
-in sample order. Writers stream: memory does not grow with the number of samples.
+``encode(sample)`` is pure and may run in a worker process. It returns an ``Encoded``: the
+sample's own files (relative path, bytes), written by the process that made the sample, and
+lines for whole-dataset files ("parts"), appended in sample order by the main process and
+kept in the run's bookkeeping folder until ``finish`` assembles them. ``start`` writes what
+is known before any sample (BOP models, folders); ``finish`` assembles the whole-dataset files
+from the parts. Nothing a writer keeps grows with the number of samples.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from ..sample import Sample
 from ..spec import Spec
 
+if TYPE_CHECKING:
+    from ..runs.files import OutputFolder
+
+
+@dataclass
+class Encoded:
+    files: list[tuple[str, bytes]] = field(default_factory=list)
+    """The sample's own files: (path relative to the output folder, content)."""
+    parts: list[tuple[str, str]] = field(default_factory=list)
+    """(part name, text ending in a newline) to append to a whole-dataset file's part."""
+
 
 class Writer:
     name = "base"
-    per_sample = False
-    """True when each sample gets files of its own, written wherever the sample was made."""
 
-    def __init__(self, out_dir: Path, spec: Spec):
-        self.out_dir = Path(out_dir)
+    def __init__(self, spec: Spec):
         self.spec = spec
 
     def image_id(self, sample: Sample) -> int:
@@ -38,14 +47,11 @@ class Writer:
         """Image path relative to the output folder."""
         return f"images/{sample.split}/{sample.stem}.{self.spec.output.image_format}"
 
-    def encode(self, sample: Sample) -> Any:
+    def encode(self, sample: Sample) -> Encoded:
         raise NotImplementedError
 
-    def start(self) -> None:
-        """Create folders; called once before the first write."""
+    def start(self, out: OutputFolder, library: Any) -> None:
+        """Write what is known before the first sample (called again, harmlessly, on resume)."""
 
-    def write(self, payload: Any) -> None:
-        raise NotImplementedError
-
-    def finish(self) -> None:
-        """Complete the files; called once after the last write."""
+    def finish(self, out: OutputFolder) -> None:
+        """Assemble the whole-dataset files from this writer's parts."""

@@ -9,20 +9,19 @@
 
 ``im_id`` is the sample index; ``obj_id`` the 1-based class id. Poses are model-to-camera,
 OpenCV camera axes, R row-major, t in millimetres. Per-image files are written by the process
-that made the sample; the three JSON files stream through the main process.
+that made the sample; the three JSON files are assembled from parts when the run finishes.
 """
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
-from typing import Any
+from typing import Iterator
 
 import cv2
 import numpy as np
 
 from ..sample import Sample
-from .base import Writer
+from .base import Encoded, Writer
 from .depth import encode_depth_png
 from .images import encode_image
 
@@ -41,18 +40,12 @@ def _xywh(box) -> list[int]:
 class BopWriter(Writer):
     name = "bop"
 
-    def __init__(self, out_dir: Path, spec):
-        super().__init__(out_dir, spec)
-        self._files: dict[str, dict[str, Any]] = {}
-
-    def _dir(self, split: str) -> Path:
-        return self.out_dir / "bop" / split / SCENE
-
-    def encode(self, sample: Sample) -> dict[str, Any]:
+    def encode(self, sample: Sample) -> Encoded:
         im = sample.index
         ext = self.spec.output.image_format
         base = f"bop/{sample.split}/{SCENE}"
-        files = [(f"{base}/rgb/{im:06d}.{ext}", encode_image(sample.image, ext, self.spec.output.quality))]
+        # the image last: a BOP image on disk always has its depth and masks beside it
+        files = []
         if sample.depth is not None:
             files.append((f"{base}/depth/{im:06d}.png", encode_depth_png(sample.depth)))
         gt, info = [], []
@@ -67,50 +60,37 @@ class BopWriter(Writer):
             info.append({"bbox_obj": _xywh(a.amodal_bbox), "bbox_visib": _xywh(a.bbox),
                          "px_count_all": int(round(own)), "px_count_valid": int(full.sum()),
                          "px_count_visib": int(a.area), "visib_fract": float(a.visibility)})
+        files.append((f"{base}/rgb/{im:06d}.{ext}", encode_image(sample.image, ext, self.spec.output.quality)))
         camera = {"cam_K": [float(v) for v in sample.camera_K.reshape(-1)], "depth_scale": 1.0}
-        return {"split": sample.split, "im_id": im, "files": files, "camera": camera, "gt": gt, "info": info}
+        key = json.dumps(str(im))
+        parts = [(f"bop/{sample.split}.{k}", f"{key}: {json.dumps(v)}\n") for k, v in (("camera", camera), ("gt", gt), ("gt_info", info))]
+        return Encoded(files=files, parts=parts)
 
-    def write_local(self, payload: dict[str, Any]) -> dict[str, Any]:
-        """Write the per-image files here (in the worker); hand the JSON entries on."""
-        for rel, data in payload.pop("files"):
-            (self.out_dir / rel).write_bytes(data)
-        return payload
-
-    def start(self) -> None:
-        from ..renderer.meshes import load_mesh
-
-        models = self.out_dir / "bop" / "models"
-        models.mkdir(parents=True, exist_ok=True)
+    def start(self, out, library) -> None:
         info = {}
-        for i, (name, c) in enumerate(self.spec.classes.items()):
-            mesh = load_mesh(self.spec.base_dir / c.mesh, c.size if c.scale is None else None, c.scale).copy()
+        for i, name in enumerate(self.spec.classes):
+            mesh = library.mesh(name).copy()
             mesh.apply_scale(1000.0)  # BOP models are in millimetres
-            mesh.export(str(models / f"obj_{i + 1:06d}.ply"))
+            out.write_file(f"bop/models/obj_{i + 1:06d}.ply", mesh.export(file_type="ply"))
             lo, hi = mesh.bounds
             info[str(i + 1)] = {"diameter": float(np.linalg.norm(hi - lo)), "min_x": float(lo[0]), "min_y": float(lo[1]),
                                 "min_z": float(lo[2]), "size_x": float(hi[0] - lo[0]), "size_y": float(hi[1] - lo[1]),
                                 "size_z": float(hi[2] - lo[2]), "name": name}
-        (models / "models_info.json").write_text(json.dumps(info, indent=1) + "\n")
+        out.write_file("bop/models/models_info.json", (json.dumps(info, indent=1) + "\n").encode())
         for split in self.spec.output.split:
-            d = self._dir(split)
             for sub in ("rgb", "depth", "mask", "mask_visib"):
-                (d / sub).mkdir(parents=True, exist_ok=True)
-            self._files[split] = {k: (d / f"scene_{k}.json.part").open("w") for k in ("camera", "gt", "gt_info")}
-            self._files[split]["n"] = 0
+                out.makedirs(f"bop/{split}/{SCENE}/{sub}")
 
-    def write(self, payload: dict[str, Any]) -> None:
-        f = self._files[payload["split"]]
-        sep = ",\n" if f["n"] else "{\n"
-        f["n"] += 1
-        key = json.dumps(str(payload["im_id"]))
-        f["camera"].write(f"{sep}{key}: {json.dumps(payload['camera'])}")
-        f["gt"].write(f"{sep}{key}: {json.dumps(payload['gt'])}")
-        f["gt_info"].write(f"{sep}{key}: {json.dumps(payload['info'])}")
-
-    def finish(self) -> None:
-        for split, f in self._files.items():
+    def finish(self, out) -> None:
+        for split in self.spec.output.split:
             for k in ("camera", "gt", "gt_info"):
-                f[k].write(("\n}\n" if f["n"] else "{}\n"))
-                f[k].close()
-                part = self._dir(split) / f"scene_{k}.json.part"
-                part.replace(part.with_suffix(""))
+                out.assemble(f"bop/{split}/{SCENE}/scene_{k}.json", _json_object(out.part_lines(f"bop/{split}.{k}")))
+
+
+def _json_object(lines: Iterator[str]) -> Iterator[str]:
+    """``"key": value`` lines -> one JSON object, formatted as BOP's files are."""
+    n = 0
+    for line in lines:
+        yield ("{\n" if n == 0 else ",\n") + line.rstrip("\n")
+        n += 1
+    yield "\n}\n" if n else "{}\n"

@@ -16,12 +16,11 @@ OpenCV camera axes), ``amodal_segmentation`` with amodal masks on, and the image
 from __future__ import annotations
 
 import json
-from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from .. import __version__
 from ..sample import Sample
-from .base import Writer
+from .base import Encoded, Writer
 from .masks import encode_rle, polygons
 
 # The projected 3D box: corners i = 4 * (x > 0) + 2 * (y > 0) + (z > 0) in the model frame,
@@ -71,63 +70,35 @@ def encode_coco(sample: Sample, file_name: str, segmentation: str = "rle") -> di
 class CocoWriter(Writer):
     name = "coco"
 
-    def __init__(self, out_dir: Path, spec):
-        super().__init__(out_dir, spec)
-        self._parts: dict[str, tuple[Any, Any]] = {}
-        self._ids: dict[str, list[int]] = {}
-
-    def encode(self, sample: Sample) -> dict[str, Any]:
+    def encode(self, sample: Sample) -> Encoded:
         # file_name relative to images/<split>/ as most COCO loaders expect.
         file_name = self.image_file(sample).split("/", 2)[2]
         rec = encode_coco(sample, file_name, self.spec.output.coco_segmentation)
-        # Serialised here (in the worker); write() only prefixes the ids.
-        return {"split": rec["split"], "image_id": self.image_id(sample), "image": json.dumps(rec["image"])[1:],
-                "annotations": [json.dumps(a)[1:] for a in rec["annotations"]]}
+        image_id = self.image_id(sample)
+        split = rec["split"]
+        # Serialised here (in the worker); annotation ids are numbered when the file is assembled.
+        parts = [(f"coco/{split}.images", f'{{"id": {image_id}, {json.dumps(rec["image"])[1:]}\n')]
+        parts += [(f"coco/{split}.annotations", f'"image_id": {image_id}, {json.dumps(a)[1:]}\n') for a in rec["annotations"]]
+        return Encoded(parts=parts)
 
-    def _tmp(self, split: str, what: str) -> Path:
-        return self.out_dir / "annotations" / f".instances_{split}.{what}.part"
+    def start(self, out, library) -> None:
+        out.makedirs("annotations")
 
-    def start(self) -> None:
-        (self.out_dir / "annotations").mkdir(parents=True, exist_ok=True)
-        for split in self.spec.output.split:
-            self._parts[split] = (self._tmp(split, "images").open("w"), self._tmp(split, "annotations").open("w"))
-            self._ids[split] = [0, 0]
-
-    def write(self, payload: dict[str, Any]) -> None:
-        split = payload["split"]
-        img_f, ann_f = self._parts[split]
-        ids = self._ids[split]
-        ids[0] += 1
-        image_id = payload["image_id"]
-        img_f.write(f'{"," if ids[0] > 1 else ""}{{"id": {image_id}, {payload["image"]}\n')
-        for ann in payload["annotations"]:
-            ids[1] += 1
-            ann_f.write(f'{"," if ids[1] > 1 else ""}{{"id": {ids[1]}, "image_id": {image_id}, {ann}\n')
-
-    def finish(self) -> None:
+    def finish(self, out) -> None:
         categories = [{"id": i + 1, "name": c, "supercategory": "object"} for i, c in enumerate(self.spec.categories)]
         if self.spec.kind == "renderer":
             for c in categories:
                 c["keypoints"] = KEYPOINT_NAMES
                 c["skeleton"] = BOX_SKELETON
-        for split, (img_f, ann_f) in self._parts.items():
-            img_f.close()
-            ann_f.close()
-            final = self.out_dir / "annotations" / f"instances_{split}.json"
-            tmp = final.with_suffix(".json.part")
-            with tmp.open("w") as out:
-                out.write('{"info": ' + json.dumps({"description": "synthgen", "version": __version__}) + ',\n"licenses": [],\n')
-                out.write('"categories": ' + json.dumps(categories) + ',\n"images": [\n')
-                _copy(self._tmp(split, "images"), out)
-                out.write('],\n"annotations": [\n')
-                _copy(self._tmp(split, "annotations"), out)
-                out.write("]}\n")
-            tmp.replace(final)
-            self._tmp(split, "images").unlink()
-            self._tmp(split, "annotations").unlink()
+        for split in self.spec.output.split:
+            out.assemble(f"annotations/instances_{split}.json", self._chunks(out, split, categories))
 
-
-def _copy(src: Path, out) -> None:
-    with src.open() as f:
-        while chunk := f.read(1 << 20):
-            out.write(chunk)
+    def _chunks(self, out, split: str, categories: list) -> Iterator[str]:
+        yield '{"info": ' + json.dumps({"description": "synthgen", "version": __version__}) + ',\n"licenses": [],\n'
+        yield '"categories": ' + json.dumps(categories) + ',\n"images": [\n'
+        for i, line in enumerate(out.part_lines(f"coco/{split}.images")):
+            yield line if i == 0 else "," + line
+        yield '],\n"annotations": [\n'
+        for i, line in enumerate(out.part_lines(f"coco/{split}.annotations")):
+            yield f'{"," if i else ""}{{"id": {i + 1}, {line}'
+        yield "]}\n"

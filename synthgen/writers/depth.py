@@ -7,7 +7,7 @@ import numpy as np
 
 from ..errors import SynthgenError
 from ..sample import Sample
-from .base import Writer
+from .base import Encoded, Writer
 
 
 def encode_depth_png(depth: np.ndarray) -> bytes:
@@ -21,17 +21,12 @@ def encode_depth_png(depth: np.ndarray) -> bytes:
 
 class DepthWriter(Writer):
     name = "depth"
-    per_sample = True
 
-    def encode(self, sample: Sample) -> tuple[str, bytes] | None:
+    def encode(self, sample: Sample) -> Encoded:
         if sample.depth is None:
-            return None
-        return f"depth/{sample.split}/{sample.stem}.png", encode_depth_png(sample.depth)
+            return Encoded()
+        return Encoded(files=[(f"depth/{sample.split}/{sample.stem}.png", encode_depth_png(sample.depth))])
 
-    def start(self) -> None:
+    def start(self, out, library) -> None:
         for split in self.spec.output.split:
-            (self.out_dir / "depth" / split).mkdir(parents=True, exist_ok=True)
-
-    def write(self, payload) -> None:
-        if payload is not None:
-            (self.out_dir / payload[0]).write_bytes(payload[1])
+            out.makedirs(f"depth/{split}")

@@ -6,7 +6,7 @@ import cv2
 
 from ..errors import SynthgenError
 from ..sample import Sample
-from .base import Writer
+from .base import Encoded, Writer
 
 
 def encode_image(image, image_format: str, quality: int) -> bytes:
@@ -23,16 +23,11 @@ def encode_image(image, image_format: str, quality: int) -> bytes:
 
 class ImageWriter(Writer):
     name = "images"
-    per_sample = True
 
-    def encode(self, sample: Sample) -> tuple[str, bytes]:
+    def encode(self, sample: Sample) -> Encoded:
         out = self.spec.output
-        return self.image_file(sample), encode_image(sample.image, out.image_format, out.quality)
+        return Encoded(files=[(self.image_file(sample), encode_image(sample.image, out.image_format, out.quality))])
 
-    def start(self) -> None:
+    def start(self, out, library) -> None:
         for split in self.spec.output.split:
-            (self.out_dir / "images" / split).mkdir(parents=True, exist_ok=True)
-
-    def write(self, payload: tuple[str, bytes]) -> None:
-        rel, data = payload
-        (self.out_dir / rel).write_bytes(data)
+            out.makedirs(f"images/{split}")

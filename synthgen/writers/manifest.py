@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 
 from ..sample import Sample
-from .base import Writer
+from .base import Encoded, Writer
 
 
 class ManifestWriter(Writer):
     name = "manifest"
 
-    def encode(self, sample: Sample) -> str:
+    def encode(self, sample: Sample) -> Encoded:
         record = {
             "index": sample.index,
             "split": sample.split,
@@ -25,13 +25,7 @@ class ManifestWriter(Writer):
                 for a in sample.annotations
             ],
         }
-        return json.dumps(record) + "\n"
+        return Encoded(parts=[("manifest", json.dumps(record) + "\n")])
 
-    def start(self) -> None:
-        self._f = (self.out_dir / "manifest.jsonl").open("w")
-
-    def write(self, payload: str) -> None:
-        self._f.write(payload)
-
-    def finish(self) -> None:
-        self._f.close()
+    def finish(self, out) -> None:
+        out.install_part("manifest", "manifest.jsonl")

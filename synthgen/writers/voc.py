@@ -6,7 +6,7 @@ import math
 from xml.sax.saxutils import escape
 
 from ..sample import Sample
-from .base import Writer
+from .base import Encoded, Writer
 
 
 def voc_box(bbox: tuple[float, float, float, float]) -> tuple[int, int, int, int]:
@@ -41,16 +41,11 @@ def encode_voc(sample: Sample, file_name: str) -> str:
 
 class VocWriter(Writer):
     name = "voc"
-    per_sample = True
 
-    def encode(self, sample: Sample) -> tuple[str, str]:
+    def encode(self, sample: Sample) -> Encoded:
         file_name = self.image_file(sample).rsplit("/", 1)[1]
-        return f"voc/{sample.split}/{sample.stem}.xml", encode_voc(sample, file_name)
+        return Encoded(files=[(f"voc/{sample.split}/{sample.stem}.xml", encode_voc(sample, file_name).encode())])
 
-    def start(self) -> None:
+    def start(self, out, library) -> None:
         for split in self.spec.output.split:
-            (self.out_dir / "voc" / split).mkdir(parents=True, exist_ok=True)
-
-    def write(self, payload: tuple[str, str]) -> None:
-        rel, text = payload
-        (self.out_dir / rel).write_text(text)
+            out.makedirs(f"voc/{split}")

@@ -10,7 +10,7 @@ import numpy as np
 import yaml
 
 from ..sample import Sample
-from .base import Writer
+from .base import Encoded, Writer
 from .masks import contours, merge_segments
 
 
@@ -39,23 +39,18 @@ def encode_yolo(sample: Sample, task: str = "detect") -> list[str]:
 
 class YoloWriter(Writer):
     name = "yolo"
-    per_sample = True
 
-    def encode(self, sample: Sample) -> tuple[str, str]:
+    def encode(self, sample: Sample) -> Encoded:
         lines = encode_yolo(sample, self.spec.output.yolo_task)
-        return f"labels/{sample.split}/{sample.stem}.txt", "".join(line + "\n" for line in lines)
+        return Encoded(files=[(f"labels/{sample.split}/{sample.stem}.txt", "".join(line + "\n" for line in lines).encode())])
 
-    def start(self) -> None:
+    def start(self, out, library) -> None:
         for split in self.spec.output.split:
-            (self.out_dir / "labels" / split).mkdir(parents=True, exist_ok=True)
+            out.makedirs(f"labels/{split}")
 
-    def write(self, payload: tuple[str, str]) -> None:
-        rel, text = payload
-        (self.out_dir / rel).write_text(text)
-
-    def finish(self) -> None:
-        data = {"path": str(self.out_dir.resolve())}
+    def finish(self, out) -> None:
+        data = {"path": str(out.root.resolve())}
         for split in self.spec.output.split:
             data[split] = f"images/{split}"
         data["names"] = dict(enumerate(self.spec.categories))
-        (self.out_dir / "data.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+        out.write_file("data.yaml", yaml.safe_dump(data, sort_keys=False).encode())

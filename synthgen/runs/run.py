@@ -1,0 +1,155 @@
+"""One run, start to finish: check everything, get --out ready, stream tasks through the local
+executor, journal every finished task, assemble the whole-dataset files, write the summary.
+
+Order matters for never losing work: every input is checked before the first file is written;
+per-sample files are written atomically by whoever made the sample (the image last); a task is
+journaled only after its part lines are on disk; whole-dataset files appear only when the run
+finishes. A run stopped at any moment (Ctrl-C, kill -9 of any process, a full disk) leaves
+nothing half-written, and ``--resume`` finishes it with the same bytes an uninterrupted run
+writes.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import signal
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+from ..errors import SynthgenError
+from ..writers import make_writers
+from . import outdir
+from .files import OutputFolder
+from .journal import Journal
+from .pool import Task, TaskResult, make_executor
+from .scheduler import PerClassSchedule
+from .stats import RunStats
+
+
+class Interrupted(SynthgenError):
+    """The run was stopped (Ctrl-C); what was finished is kept and can be resumed."""
+
+
+def execute(
+    gen,
+    out_dir: str | Path,
+    n: int | None = None,
+    per_class: int | None = None,
+    workers: int = 1,
+    overwrite: bool = False,
+    resume: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Write a dataset; see ``Generator.generate``."""
+    if getattr(mp.current_process(), "_inheriting", False):
+        # We are a spawned worker re-importing the user's script, which calls generate() at
+        # import: one line instead of a traceback, and the parent fails the run at once.
+        raise SystemExit("synthgen: generate() was called while a worker process was starting; "
+                         "call it under `if __name__ == \"__main__\":`")
+    if (n is None) == (per_class is None):
+        raise SynthgenError("give exactly one of n (images) or per_class (labelled instances per class)")
+    count = n if n is not None else per_class
+    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+        raise SynthgenError(f"{'n' if n is not None else 'per_class'} must be a whole number >= 0, got {count!r}")
+    if count == 0:
+        raise SynthgenError(f"{'n' if n is not None else 'per_class'} is 0: there is nothing to write")
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise SynthgenError(f"workers must be a whole number >= 1, got {workers!r}")
+    if str(out_dir) == "":
+        raise SynthgenError("--out is empty: name an output folder (an empty name would be the current folder)")
+    gen.check()  # every input decoded or verified: all problems at once, nothing written yet
+    request = {"n": n} if n is not None else {"per_class": per_class}
+    folder, resuming = outdir.prepare(Path(out_dir), gen, request, overwrite=overwrite, resume=resume)
+    journal = Journal(folder)
+    executor = None
+    try:
+        writers = make_writers(gen.spec)
+        for w in writers:
+            w.start(folder, gen.library)
+        stats = RunStats(gen.spec)
+        executor = make_executor(gen, folder, workers)
+        records = journal.replay() if resuming else iter(())
+        with _stop_on_ctrl_c() as stop:
+            def consume(pairs: Iterator[tuple[Task, TaskResult | dict]]) -> Iterator[list[str]]:
+                for task, result in pairs:
+                    if isinstance(result, dict):  # replayed from the journal: already on disk
+                        result = [(split, [tuple(x) for x in labels], []) for split, labels in result["v"]]
+                    else:
+                        journal.commit({"i": task[0], "v": [[split, labels] for split, labels, _ in result]},
+                                       [p for _, _, parts in result for p in parts])
+                    cats = stats.add(result)
+                    if progress:
+                        progress(stats.images_done, stats.instances_done)
+                    if stop["requested"]:
+                        raise Interrupted(f"interrupted: {stats.images_done} images finished and kept in {folder.root}; "
+                                          "finish the run with the same command and --resume")
+                    yield cats
+
+            def run(tasks: Iterable[Task], total: int | None) -> Iterator[tuple[Task, TaskResult | dict]]:
+                it = iter(tasks)
+                for task in it:  # finished tasks first, from the journal
+                    rec = next(records, None)
+                    if rec is None:
+                        it = _chain_one(task, it)
+                        break
+                    if rec["i"] != task[0]:
+                        raise SynthgenError(f"{journal.path}: the journal does not match this run "
+                                            f"(task {task[0]}, journal {rec['i']}); start again with --overwrite")
+                    yield task, rec
+                yield from executor.map(it, total)
+
+            if n is not None:
+                for _ in consume(run(((i, None) for i in range(n)), n)):
+                    pass
+            else:
+                schedule = PerClassSchedule(gen.spec, gen.seed, per_class)  # type: ignore[arg-type]
+                for tasks in schedule.rounds():
+                    for cats in consume(run(tasks, sum(schedule.deficit.values()))):
+                        schedule.record(cats)
+        executor.close()
+        executor = None
+        journal.close()
+        for w in writers:
+            w.finish(folder)
+        summary = stats.summary(gen.seed, request)
+        folder.write_file("dataset.json", (json.dumps(summary, indent=2) + "\n").encode())
+        outdir.mark_complete(folder, gen, request)
+        journal.remove()
+        folder.clean_temporary()
+        return summary
+    except OSError as e:
+        raise SynthgenError(f"{e.filename or folder.root}: {e.strerror or e}; what was finished is kept: "
+                            "free the space or fix the folder, then run again with --resume") from None
+    finally:
+        if executor is not None:
+            executor.close()
+        journal.close()
+        folder.close()
+
+
+def _chain_one(first: Task, rest: Iterator[Task]) -> Iterator[Task]:
+    yield first
+    yield from rest
+
+
+@contextmanager
+def _stop_on_ctrl_c() -> Iterator[dict[str, bool]]:
+    """Ctrl-C asks the run to stop after the task being finished (a second one stops at once)."""
+    state = {"requested": False}
+    if threading.current_thread() is not threading.main_thread():
+        yield state
+        return
+
+    def handler(signum, frame) -> None:
+        if state["requested"]:
+            raise KeyboardInterrupt
+        state["requested"] = True
+
+    old = signal.signal(signal.SIGINT, handler)
+    try:
+        yield state
+    finally:
+        signal.signal(signal.SIGINT, old)
