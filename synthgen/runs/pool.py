@@ -81,6 +81,7 @@ class WorkerPool:
     def __init__(self, gen, folder: OutputFolder, workers: int):
         self.workers = workers
         self.received = False
+        self.procs: list = []  # our own handles: the executor forgets a process once it is dead
         self.ex = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"),
                                       initializer=_init_worker, initargs=(gen, str(folder.root)))
 
@@ -95,6 +96,8 @@ class WorkerPool:
             batch = list(islice(it, chunk))
             if batch:
                 window.append((batch, self.ex.submit(_produce_batch, batch)))
+                if len(self.procs) < self.workers:
+                    self.procs = list({id(p): p for p in [*self.procs, *getattr(self.ex, "_processes", {}).values()]}.values())
             return bool(batch)
 
         for _ in range(WINDOW * self.workers):
@@ -111,7 +114,10 @@ class WorkerPool:
             yield from zip(batch, results)
 
     def _death(self) -> str:
-        dead = [p for p in list(getattr(self.ex, "_processes", {}).values()) if p.exitcode not in (None, 0)]
+        for p in self.procs:
+            if p.exitcode is None:
+                p.join(timeout=0.5)  # let a dying process report how it ended
+        dead = [p for p in self.procs if p.exitcode not in (None, 0)]
         how = "exited"
         if dead:
             code = dead[0].exitcode
@@ -123,14 +129,14 @@ class WorkerPool:
                 how = f"was killed by {name}" + (" (out of memory?)" if code == -signal.SIGKILL else "")
             else:
                 how = f"exited with code {code}"
-        msg = f"a worker process {how} before finishing its samples"
+        msg = f"a worker process {how} before finishing its samples; what was finished is kept: run again with --resume"
         if not self.received:
             msg += ("; workers are spawned and import the __main__ script again: if this run was started "
                     "from a Python script, call it under `if __name__ == \"__main__\":`")
         return msg
 
     def close(self) -> None:
-        procs = list(getattr(self.ex, "_processes", {}).values())
+        procs = list({id(p): p for p in [*self.procs, *getattr(self.ex, "_processes", {}).values()]}.values())
         for p in procs:
             if p.is_alive():
                 p.terminate()

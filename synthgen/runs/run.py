@@ -62,7 +62,10 @@ def execute(
         raise SynthgenError("--out is empty: name an output folder (an empty name would be the current folder)")
     gen.check()  # every input decoded or verified: all problems at once, nothing written yet
     request = {"n": n} if n is not None else {"per_class": per_class}
-    folder, resuming = outdir.prepare(Path(out_dir), gen, request, overwrite=overwrite, resume=resume)
+    try:
+        folder, resuming = outdir.prepare(Path(out_dir), gen, request, overwrite=overwrite, resume=resume)
+    except OSError as e:
+        raise SynthgenError(f"--out {out_dir}: {e.filename or ''} {e.strerror or e}".replace("  ", " ")) from None
     journal = Journal(folder)
     executor = None
     try:
@@ -126,8 +129,11 @@ def execute(
     finally:
         if executor is not None:
             executor.close()
-        journal.close()
-        folder.close()
+        for close in (journal.close, folder.close, folder.clean_temporary):
+            try:
+                close()
+            except OSError:
+                pass  # the disk may still be full; what is journaled is safe
 
 
 def _chain_one(first: Task, rest: Iterator[Task]) -> Iterator[Task]:
