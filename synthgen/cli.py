@@ -188,7 +188,6 @@ def show(
     depth: Annotated[bool, typer.Option("--depth", help="Renderer: put the depth map beside each sample.")] = False,
 ) -> None:
     """Render sample(s) with boxes, masks and class names drawn, to look at your data."""
-    import cv2
     import numpy as np
 
     from .inspect.draw import depth_image, draw_sample, grid

@@ -10,6 +10,7 @@ from .backend import backend_kind
 from .errors import SpecError
 from .labels import annotate, annotate_3d
 from .sample import Sample
+from .sources import Problems
 from .spec import RendererSpec, Spec, load_spec
 
 if TYPE_CHECKING:
@@ -26,17 +27,35 @@ class Generator:
     """
 
     def __init__(self, spec: Spec | RendererSpec, seed: int | None = None):
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63):
+            raise SpecError(f"seed must be a whole number >= 0, got {seed!r}")
         self.spec = spec if seed is None else spec.model_copy(update={"seed": int(seed)})
         self._lib: AssetLibrary | MeshLibrary | None = None
         self._backend: Any = None
-        _ = self.library
-        Augmenter(self.spec)  # bad transform names or parameters fail now, naming the key
+        self._checked = False
+        problems = self._spec_problems() + self.library.problems
+        if problems:  # something is already wrong: report everything, decoded assets included
+            raise SpecError("\n".join(problems + self.library.verify()))
+
+    def _spec_problems(self) -> list[str]:
+        """What the spec asks for that cannot work, beyond what the spec models check."""
+        found = Problems()
+        found.run("", Augmenter, self.spec)  # bad transform names or parameters, naming the key
+        W, H = self.spec.output.size
         for c in self.spec.categories:
             p = self.spec.placement_for(c)
             vr = getattr(p, "visibility_range", None)
             if vr is not None and vr[1] < p.min_visibility:
-                raise SpecError(f"classes.{c}: visibility_range {list(vr)} lies below min_visibility "
-                                f"{p.min_visibility}: no object could be labelled")
+                found.add(f"classes.{c}", f"visibility_range {list(vr)} lies below min_visibility "
+                                          f"{p.min_visibility}: no object could be labelled")
+            largest = float(W * H)  # an object's area is at most its longer side squared, and the frame
+            scale = getattr(p, "scale_range", None)
+            if scale is not None:
+                largest = min(largest, (scale.support[1] * min(W, H)) ** 2)
+            if p.min_area > largest:
+                found.add(f"classes.{c}", f"min_area {p.min_area} is more than the {int(largest)} pixels the largest "
+                                          f"object can cover in a {W}x{H} image: no object could be labelled")
+        return found.lines
 
     @classmethod
     def from_yaml(cls, path: str | Path, seed: int | None = None, overrides: Iterable[str] = ()) -> Generator:
@@ -107,9 +126,14 @@ class Generator:
             i += 1
 
     def check(self) -> None:
-        """Decode or verify every input the spec names; raises SpecError listing every problem,
-        one per line, each naming the file and the spec key."""
-        self.library  # noqa: B018 - listing problems raise here
+        """Decode or verify every input the spec names (once per Generator); raises SpecError
+        listing every problem, one per line, each naming the spec key and the file. What it
+        decoded stays cached for generating."""
+        if not self._checked:
+            problems = self.library.verify()
+            if problems:
+                raise SpecError("\n".join(problems))
+            self._checked = True
 
     def generate(
         self,

@@ -85,6 +85,10 @@ def test_per_class_under_heavy_occlusion_still_exact(assets, tmp_path):
 def test_impossible_filter_fails_clearly(assets, tmp_path):
     raw = base_spec(assets)
     raw["placement"].update(scale_range=[0.05, 0.06], min_area=5000)
+    with pytest.raises(SynthgenError, match="min_area 5000 is more than the 33 pixels .* no object could be labelled"):
+        Generator(spec_from_dict(raw))  # refused before anything runs
+    # possible on paper (an object may cover up to 33 px), never in practice: the scheduler stops
+    raw["placement"].update(min_area=33)
     gen = Generator(spec_from_dict(raw))
     with pytest.raises(SynthgenError, match="could not get enough visible instances"):
         gen.generate(tmp_path / "out", per_class=2)

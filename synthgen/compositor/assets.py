@@ -14,10 +14,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image
 
 from ..errors import SpecError
-from ..sources import expand_paths
+from ..sources import Problems, expand_paths, has_alpha, image_size, read_image
 from ..spec import Spec
 
 ALPHA_ON = 128  # alpha >= this (of 255) makes a pixel part of an object: the one ownership rule
@@ -53,27 +52,29 @@ class CutoutRef:
     mask: str | None = None
     inverted: bool = False
     defringe: int = 0
+    key: str = ""
+    """The spec key that named it (classes.NAME or distractors), for error messages."""
 
 
 DISTRACTOR = None  # the "category" of distractor cutouts in AssetLibrary.ref / plans
 
 
-def _read(path: Path, flags: int = cv2.IMREAD_UNCHANGED) -> np.ndarray:
-    arr = cv2.imread(str(path), flags)
-    if arr is None:
-        raise SpecError(f"{path}: cannot decode image (missing, truncated or not an image)")
-    return arr
-
-
 class AssetLibrary:
-    """Backgrounds and cutouts of one spec. Build one per process; decoding is cached."""
+    """Backgrounds and cutouts of one spec. Build one per process; decoding is cached.
+
+    Listing happens here and never raises: every problem found (a missing path, an image without
+    alpha or mask) is kept in ``problems``, one line each naming the spec key and the file.
+    ``verify()`` decodes every asset in full and returns the problems it finds; what it decoded
+    stays cached, so checking does not double the start-up cost.
+    """
 
     def __init__(self, spec: Spec, background_cache: int = 64):
         self.spec = spec
         self.base = Path(spec.base_dir)
+        found = Problems()
         files: list[str] = []
         for i, p in enumerate(spec.backgrounds.paths):
-            files += expand_paths(self.base, p, f"backgrounds.paths.{i}")
+            files += found.run("", expand_paths, self.base, p, f"backgrounds.paths.{i}") or []
         self.regions: dict[str, str] = {}
         pattern = spec.backgrounds.regions
         if pattern:
@@ -83,55 +84,50 @@ class AssetLibrary:
                 r = _sibling(f, pattern)
                 if (self.base / r).is_file():
                     self.regions[f] = r
-        if not files:
-            raise SpecError("backgrounds.paths: only region masks found, no background images")
+            if not files and not found.lines:
+                found.add("backgrounds.paths", "only region masks found, no background images")
         self.backgrounds = files
         self.cutouts: dict[str, list[CutoutRef]] = {}
         for name, cls in spec.classes.items():
-            self.cutouts[name] = self._list_source(f"classes.{name}", cls)
+            self.cutouts[name] = self._list_source(f"classes.{name}", cls, found)
         d = spec.distractors
-        self.distractors: list[CutoutRef] = self._list_source("distractors", d) if d is not None and d.source else []
+        self.distractors: list[CutoutRef] = self._list_source("distractors", d, found) if d is not None and d.source else []
         self.textures: list[str] = []
         if d is not None:
             for i, p in enumerate(d.textures):
-                self.textures += expand_paths(self.base, p, f"distractors.textures.{i}")
+                self.textures += found.run("", expand_paths, self.base, p, f"distractors.textures.{i}") or []
+        self.problems = found.lines
         self._refs = {(name, r.image): r for name, refs in self.cutouts.items() for r in refs}
         self._refs.update({(DISTRACTOR, r.image): r for r in self.distractors})
         self._cutout_cache: dict[str, Cutout] = {}
         self._bg_cache: OrderedDict[tuple[str, str, str], np.ndarray] = OrderedDict()
         self._bg_cache_size = background_cache
 
-    def _list_source(self, key: str, src) -> list[CutoutRef]:
+    def _list_source(self, key: str, src, found: Problems) -> list[CutoutRef]:
         files: list[str] = []
         for i, p in enumerate(src.source):
-            files += expand_paths(self.base, p, f"{key}.source.{i}")
-        refs = self._pair_masks(key, files, src.mask, src.mask_inverted)
-        return [CutoutRef(r.image, r.mask, r.inverted, src.defringe) for r in refs]
-
-    def _pair_masks(self, key: str, files: list[str], pattern: str | None, inverted: bool) -> list[CutoutRef]:
-        if pattern is None:
+            files += found.run("", expand_paths, self.base, p, f"{key}.source.{i}") or []
+        if src.mask is None:
             refs = []
             for f in files:
-                with Image.open(self.base / f) as im:
-                    has_alpha = im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info)
-                if not has_alpha:
-                    raise SpecError(
-                        f"{key}.source: {self.base / f} has no alpha channel; give RGBA cutouts "
-                        f'or a mask pattern (mask: "{{stem}}.png")'
-                    )
-                refs.append(CutoutRef(f))
+                if not _alpha_of(self.base / f):
+                    found.add(f"{key}.source", f"{self.base / f} has no alpha channel; give RGBA cutouts "
+                                               f'or a mask pattern (mask: "{{stem}}.png")')
+                else:
+                    refs.append(CutoutRef(f, None, False, src.defringe, key))
             return refs
-        masks = {os.path.normpath(os.path.join(os.path.dirname(f), pattern.format(stem=Path(f).stem))) for f in files}
+        masks = {os.path.normpath(_sibling(f, src.mask)) for f in files}
         refs = []
         for f in files:
             if os.path.normpath(f) in masks:
                 continue  # this file is some image's mask
-            m = os.path.normpath(os.path.join(os.path.dirname(f), pattern.format(stem=Path(f).stem)))
+            m = os.path.normpath(_sibling(f, src.mask))
             if not (self.base / m).is_file():
-                raise SpecError(f"{key}.mask: no mask {self.base / m} for image {self.base / f} (pattern {pattern!r})")
-            refs.append(CutoutRef(f, m, inverted))
-        if not refs:
-            raise SpecError(f"{key}.source: only mask files found, no images to cut out")
+                found.add(f"{key}.mask", f"no mask {self.base / m} for image {self.base / f} (pattern {src.mask!r})")
+                continue
+            refs.append(CutoutRef(f, m, src.mask_inverted, src.defringe, key))
+        if files and not refs and not any(line.startswith(f"{key}.mask") for line in found.lines):
+            found.add(f"{key}.source", "only mask files found, no images to cut out")
         return refs
 
     def input_files(self) -> list[Path]:
@@ -141,6 +137,22 @@ class AssetLibrary:
             for r in refs:
                 rels += [r.image] + ([r.mask] if r.mask else [])
         return [self.base / r for r in rels]
+
+    def verify(self) -> list[str]:
+        """Decode every background, region mask, cutout (with its mask) and texture in full;
+        the problems found, one line each naming the spec key and the file."""
+        found = Problems()
+        W, H = self.spec.output.size
+        fit = self.spec.backgrounds.fit
+        for key in self.backgrounds:
+            if found.run("backgrounds.paths", self.background, key, fit, (W, H)) is not None and key in self.regions:
+                found.run("backgrounds.regions", self.region, key, fit, (W, H))
+        for refs in [*self.cutouts.values(), self.distractors]:
+            for ref in refs:
+                found.run(ref.key, self.cutout, ref)
+        for t in self.textures:
+            found.run("distractors.textures", self.texture, t)
+        return found.lines
 
     # -- cutouts ---------------------------------------------------------------------------
     def ref(self, category: str | None, image: str) -> CutoutRef:
@@ -161,29 +173,26 @@ class AssetLibrary:
         """A texture image for procedural distractors, (h, w, 3) uint8 RGB (cached)."""
         arr = self._bg_cache.get((key, "texture", ""))
         if arr is None:
-            arr = cv2.cvtColor(_read(self.base / key, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+            arr = read_image(self.base / key, "RGB")
             self._remember((key, "texture", ""), arr)
         return arr
 
     def _load_cutout(self, ref: CutoutRef) -> Cutout:
         path = self.base / ref.image
         if ref.mask is None:
-            bgra = _read(path)
-            if bgra.ndim != 3 or bgra.shape[2] != 4:
-                raise SpecError(f"{path}: expected an RGBA cutout, got {bgra.shape}")
-            rgba = cv2.cvtColor(bgra, cv2.COLOR_BGRA2RGBA)
-            if rgba.dtype != np.uint8:  # 16-bit PNG
-                rgba = (rgba / 257).round().astype(np.uint8)
+            rgba = read_image(path, "RGBA")
         else:
-            rgb = cv2.cvtColor(_read(path, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
-            mask = _read(self.base / ref.mask, cv2.IMREAD_GRAYSCALE)
+            rgb = read_image(path, "RGB")
+            mask = read_image(self.base / ref.mask, "L")
             if mask.shape[:2] != rgb.shape[:2]:
                 raise SpecError(f"{self.base / ref.mask}: mask is {mask.shape[1]}x{mask.shape[0]}, image {path} is {rgb.shape[1]}x{rgb.shape[0]}")
             alpha = 255 - mask if ref.inverted else mask
             rgba = np.dstack([rgb, alpha])
         solid = rgba[..., 3] >= ALPHA_ON
         if not solid.any():
-            raise SpecError(f"{path}: the object mask is empty" + (" (is mask_inverted right?)" if ref.mask else ""))
+            if ref.mask:
+                raise SpecError(f"{self.base / ref.mask}: the object mask is empty (is mask_inverted right?)")
+            raise SpecError(f"{path}: the cutout's alpha is empty (nothing to paste)")
         ys, xs = np.nonzero(rgba[..., 3])
         rgba = np.ascontiguousarray(rgba[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1])
         if ref.defringe:
@@ -203,8 +212,7 @@ class AssetLibrary:
         if arr is not None:
             self._bg_cache.move_to_end(ck)
             return arr
-        img = cv2.cvtColor(_read(self.base / key, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
-        arr = fit_background(img, fit, size)
+        arr = fit_background(read_image(self.base / key, "RGB"), fit, size)
         self._remember(ck, arr)
         return arr
 
@@ -216,9 +224,8 @@ class AssetLibrary:
         ck = (key, fit, "region")
         arr = self._bg_cache.get(ck)
         if arr is None:
-            mask = _read(self.base / rkey, cv2.IMREAD_GRAYSCALE)
-            with Image.open(self.base / key) as im:  # the header is enough for the size
-                src_w, src_h = im.size
+            mask = read_image(self.base / rkey, "L")
+            src_w, src_h = image_size(self.base / key)  # the header is enough for the size
             if mask.shape[:2] != (src_h, src_w):
                 raise SpecError(f"{self.base / rkey}: region is {mask.shape[1]}x{mask.shape[0]}, background {self.base / key} is {src_w}x{src_h}")
             arr = fit_background(np.dstack([mask] * 3), fit, size)[..., 0] >= 128
@@ -235,7 +242,15 @@ class AssetLibrary:
 
 
 def _sibling(f: str, pattern: str) -> str:
-    return os.path.join(os.path.dirname(f), pattern.format(stem=Path(f).stem))
+    """The file beside ``f`` named by a ``{stem}`` pattern (only {stem} is replaced)."""
+    return os.path.join(os.path.dirname(f), pattern.replace("{stem}", Path(f).stem))
+
+
+def _alpha_of(path: Path) -> bool:
+    try:
+        return has_alpha(path)
+    except OSError:  # unreadable or not an image: verify() reports exactly why
+        return True
 
 
 def defringe(rgba: np.ndarray, px: int) -> np.ndarray:

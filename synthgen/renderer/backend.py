@@ -28,7 +28,6 @@ from typing import Any
 import numpy as np
 
 from ..backend import Render
-from ..errors import SynthgenError
 from .meshes import MeshLibrary
 from .planning import RenderScene, primitive_mesh
 from .gl import ids_from_seg, import_pyrender, ordered_light_scene, process_renderer
@@ -51,7 +50,6 @@ class RendererBackend:
         self._slots: dict[str, list[Any]] = {}
         self._prims: dict[str, list[Any]] = {}
         self._textures: dict[str, Any] = {}
-        self._bg_cache: dict[str, np.ndarray] = {}
 
     # -- lazy GL state --------------------------------------------------------------------
     def _setup(self) -> None:
@@ -87,12 +85,7 @@ class RendererBackend:
         """A pyrender Texture for ``key``, made once and shared by every material that uses it."""
         t = self._textures.get(key)
         if t is None:
-            import cv2
-
-            img = cv2.imread(str(self.lib.base / key), cv2.IMREAD_COLOR)
-            if img is None:
-                raise SynthgenError(f"{self.lib.base / key}: cannot decode texture")
-            t = self._textures[key] = self.pr.Texture(source=cv2.cvtColor(img, cv2.COLOR_BGR2RGB), source_channels="RGB")
+            t = self._textures[key] = self.pr.Texture(source=np.ascontiguousarray(self.lib.image(key)), source_channels="RGB")
         return t
 
     def _slot(self, category: str, i: int):
@@ -337,17 +330,9 @@ class RendererBackend:
         return cv2.add(np.ascontiguousarray(rgba[..., :3]), cv2.multiply(back, inv, scale=1.0 / 255.0))
 
     def _photo(self, key: str, crop, W: int, H: int) -> np.ndarray:
-        import cv2
+        from ..compositor.assets import crop_fitted
 
-        from ..compositor.assets import crop_fitted, fit_background
-
-        img = self._bg_cache.get(key)
-        if img is None:
-            raw = cv2.imread(str(self.lib.base / key), cv2.IMREAD_COLOR)
-            if raw is None:
-                raise SynthgenError(f"{self.lib.base / key}: cannot decode background image")
-            img = self._bg_cache[key] = fit_background(cv2.cvtColor(raw, cv2.COLOR_BGR2RGB), "random_crop", (W, H))
-        return crop_fitted(img, crop, (W, H))
+        return crop_fitted(self.lib.image(key, (W, H)), crop, (W, H))
 
 
 def regions_of(box, W: int, H: int) -> tuple[int, int, int, int]:

@@ -7,14 +7,17 @@ to that frame (the BOP models written beside the data are in the same frame, in 
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
 
+from ..compositor.assets import fit_background
 from ..errors import SpecError
-from ..sources import expand_paths
+from ..sources import Problems, expand_paths, read_image
 from ..spec.renderer import RendererSpec
 
+IMAGE_CACHE = 64  # decoded textures and photos kept per process
 MESH_EXTS = (".obj", ".glb", ".gltf", ".ply", ".stl", ".off")
 
 
@@ -24,16 +27,31 @@ def load_mesh(path: Path, size: float | None, scale: float | None):
 
     if path.suffix.lower() not in MESH_EXTS:
         raise SpecError(f"{path}: not a mesh file ({', '.join(MESH_EXTS)})")
+    if path.is_dir():
+        raise SpecError(f"{path}: is a folder, not a mesh file")
     try:
-        loaded = trimesh.load(str(path), force=None)
+        if path.stat().st_size == 0:
+            raise SpecError(f"{path}: is empty (0 bytes)")
+        # unprocessed first: processing would silently drop non-finite vertices (and the faces
+        # using them); checked below, then processed as trimesh.load would have
+        loaded = trimesh.load(str(path), force=None, process=False)
+    except SpecError:
+        raise
     except Exception as e:  # noqa: BLE001 - trimesh raises many types for bad files
-        raise SpecError(f"{path}: cannot load mesh: {e}") from None
+        raise SpecError(f"{path}: cannot load mesh: {type(e).__name__}: {e}") from None
     if isinstance(loaded, trimesh.Scene):  # GLB/glTF load as a scene: bake it into one mesh
         if not loaded.geometry:
             raise SpecError(f"{path}: the file holds no geometry")
         loaded = loaded.to_geometry() if hasattr(loaded, "to_geometry") else loaded.dump(concatenate=True)
-    if not isinstance(loaded, trimesh.Trimesh) or len(loaded.faces) == 0:
+    if not isinstance(loaded, trimesh.Trimesh):
         raise SpecError(f"{path}: not a triangle mesh")
+    if len(loaded.faces) == 0:
+        raise SpecError(f"{path}: the mesh has no faces (a point cloud?)")
+    if not np.isfinite(loaded.vertices).all():
+        raise SpecError(f"{path}: the mesh has vertices that are not finite numbers (NaN or inf)")
+    if float(np.max(loaded.extents)) <= 0:
+        raise SpecError(f"{path}: the mesh has no extent (all vertices at one point)")
+    loaded.process()
     mesh = loaded.copy()
     mesh.apply_translation(-mesh.bounds.mean(axis=0))
     factor = scale if scale is not None else size / float(np.max(mesh.extents))
@@ -47,16 +65,53 @@ class MeshLibrary:
     def __init__(self, spec: RendererSpec):
         self.spec = spec
         self.base = Path(spec.base_dir)
+        found = Problems()
         self.mesh_files: dict[str, Path] = {}
         for name, c in spec.classes.items():
             p = self.base / c.mesh
-            if not p.is_file():
-                raise SpecError(f"classes.{name}.mesh: {c.mesh!r} does not exist (looked for {p})")
+            if not (p.is_file() or p.is_dir()):
+                found.add(f"classes.{name}.mesh", f"{c.mesh!r} does not exist (looked for {p})")
             self.mesh_files[name] = p
-        self.textures = [t for i, p in enumerate(spec.materials.textures) for t in expand_paths(self.base, p, f"materials.textures.{i}")]
-        self.backgrounds = [t for i, p in enumerate(spec.background.paths) for t in expand_paths(self.base, p, f"background.paths.{i}")]
-        self.ground_textures = [t for i, p in enumerate(spec.background.textures) for t in expand_paths(self.base, p, f"background.textures.{i}")]
+
+        def listed(paths: list[str], key: str) -> list[str]:
+            return [t for i, p in enumerate(paths) for t in found.run("", expand_paths, self.base, p, f"{key}.{i}") or []]
+
+        self.textures = listed(spec.materials.textures, "materials.textures")
+        self.backgrounds = listed(spec.background.paths, "background.paths")
+        self.ground_textures = listed(spec.background.textures, "background.textures")
+        self.problems = found.lines
         self._meshes: dict[str, object] = {}
+        self._images: OrderedDict[tuple[str, tuple[int, int] | None], np.ndarray] = OrderedDict()
+
+    def image(self, key: str, fitted: tuple[int, int] | None = None) -> np.ndarray:
+        """A texture, or with ``fitted`` = (W, H) a background photo scaled to cover that size
+        (before its random crop): (h, w, 3) uint8 RGB, decoded once and kept in a bounded cache."""
+        ck = (key, fitted)
+        arr = self._images.get(ck)
+        if arr is None:
+            arr = read_image(self.base / key, "RGB")
+            if fitted is not None:
+                arr = fit_background(arr, "random_crop", fitted)
+            arr.setflags(write=False)
+            self._images[ck] = arr
+            if len(self._images) > IMAGE_CACHE:
+                self._images.popitem(last=False)
+        else:
+            self._images.move_to_end(ck)
+        return arr
+
+    def verify(self) -> list[str]:
+        """Load every mesh and decode every texture and background photo in full; the problems
+        found, one line each naming the spec key and the file. Loaded meshes stay cached."""
+        found = Problems()
+        for name in self.spec.classes:
+            found.run(f"classes.{name}.mesh", self.mesh, name)
+        for key, files in (("materials.textures", self.textures), ("background.textures", self.ground_textures),
+                           ("background.paths", self.backgrounds)):
+            fitted = self.spec.output.size if key == "background.paths" else None
+            for f in files:
+                found.run(key, self.image, f, fitted)
+        return found.lines
 
     def input_files(self) -> list[Path]:
         """Every file this spec reads (a mesh's whole folder: MTL and textures lie beside it)."""

@@ -22,7 +22,6 @@ from typing import Any, Callable, Iterable, Iterator
 from ..errors import SynthgenError
 from ..writers import make_writers
 from . import outdir
-from .files import OutputFolder
 from .journal import Journal
 from .pool import Task, TaskResult, make_executor
 from .scheduler import PerClassSchedule

@@ -1,0 +1,583 @@
+"""A corpus of bad inputs, made here: every one gives exit 2, one ``error:`` line per problem
+naming the file, key or flag, no traceback, and not a single file in --out.
+
+Each case builds its inputs in a fresh folder from the good fixture spec and returns the CLI
+arguments. The CLI runs in-process (typer's CliRunner), so an escaping exception would show.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from synthgen.cli import app
+
+from .conftest import base_spec, make_assets, write_spec
+
+runner = CliRunner()
+
+
+def _spec(tmp: Path, **changes) -> dict:
+    raw = base_spec(make_assets(tmp / "assets"))
+    for key, value in changes.items():
+        cur = raw
+        *parents, last = key.split(".")
+        for p in parents:
+            cur = cur.setdefault(p, {})
+        cur[last] = value
+    return raw
+
+
+def _gen(tmp: Path, raw: dict | str, *flags: str) -> list[str]:
+    spec = tmp / "spec.yaml"
+    if isinstance(raw, str):
+        spec.write_text(raw)
+    else:
+        write_spec(spec, raw)
+    return ["generate", str(spec), "--n", "3", "--out", str(tmp / "out"), *flags]
+
+
+def _bad_background(tmp: Path, name: str, data: bytes) -> list[str]:
+    raw = _spec(tmp)
+    (tmp / "assets" / "bg" / name).write_bytes(data)
+    return _gen(tmp, raw)
+
+
+def _jpeg(h=60, w=80) -> bytes:
+    img = np.random.default_rng(0).integers(0, 255, (h, w, 3), dtype=np.uint8)
+    return cv2.imencode(".jpg", img)[1].tobytes()
+
+
+def _png(img) -> bytes:
+    return cv2.imencode(".png", img)[1].tobytes()
+
+
+def _renderer(tmp: Path, obj_text: str | bytes | None, **extra) -> list[str]:
+    mesh = tmp / "m.obj"
+    if obj_text is not None:
+        mesh.write_bytes(obj_text if isinstance(obj_text, bytes) else obj_text.encode())
+    raw = {"kind": "renderer", "output": {"size": [64, 48]}, "classes": {"thing": {"mesh": str(mesh), "size": 0.1}}, **extra}
+    return _gen(tmp, raw)
+
+
+CUBE = "".join(f"v {x} {y} {z}\n" for x in (0, 1) for y in (0, 1) for z in (0, 1)) + "f 1 2 4\nf 1 4 3\nf 5 6 8\nf 5 8 7\n"
+
+
+def _case(fn):
+    CASES[fn.__name__.removeprefix("case_").replace("_", " ")] = fn
+    return fn
+
+
+CASES: dict = {}
+
+
+# -- the spec file ---------------------------------------------------------------------------
+@_case
+def case_spec_not_utf8(tmp):
+    (tmp / "spec.yaml").write_bytes(b"seed: 1\nclasses: {caf\xe9: 1}\n")  # Latin-1
+    return ["generate", str(tmp / "spec.yaml"), "--n", "3", "--out", str(tmp / "out")]
+
+
+@_case
+def case_python_tag(tmp):
+    return _gen(tmp, "seed: !!python/object/apply:os.system [echo hi]\n")
+
+
+@_case
+def case_self_referencing_alias(tmp):
+    return _gen(tmp, "seed: 1\nbackgrounds: &b {paths: [*b]}\nclasses: {a: {source: x}}\n")
+
+
+@_case
+def case_deep_nesting(tmp):
+    return _gen(tmp, "classes: " + "[" * 5000 + "]" * 5000 + "\n")
+
+
+@_case
+def case_alias_bomb(tmp):
+    return _gen(tmp, "a: &a [x,x,x,x,x,x,x,x,x]\n" + "".join(
+        f"{chr(98 + i)}: &{chr(98 + i)} [" + ",".join([f"*{chr(97 + i)}"] * 9) + "]\n" for i in range(9)))
+
+
+@_case
+def case_nan_scale(tmp):
+    return _gen(tmp, _spec(tmp, **{"placement.scale_range": [float("nan"), 0.5]}))
+
+
+@_case
+def case_inf_min_visibility(tmp):
+    return _gen(tmp, _spec(tmp, **{"placement.min_visibility": float("inf")}))
+
+
+@_case
+def case_nan_seed(tmp):
+    return _gen(tmp, _spec(tmp, seed=float("nan")))
+
+
+@_case
+def case_inf_output_size(tmp):
+    return _gen(tmp, _spec(tmp, **{"output.size": [float("inf"), 64]}))
+
+
+@_case
+def case_negative_seed_in_spec(tmp):
+    return _gen(tmp, _spec(tmp, seed=-1))
+
+
+@_case
+def case_non_numeric_choice(tmp):
+    return _gen(tmp, _spec(tmp, **{"placement.rotation_range": {"choice": ["a", "b"]}}))
+
+
+@_case
+def case_infinite_weight(tmp):
+    return _gen(tmp, _spec(tmp, **{"classes.ring.weight": float("inf")}))
+
+
+@_case
+def case_infinite_choice_weights(tmp):
+    return _gen(tmp, _spec(tmp, **{"objects_per_image": {"choice": [1, 2], "weights": [1, float("inf")]}}))
+
+
+@_case
+def case_kind_is_a_list(tmp):
+    return _gen(tmp, _spec(tmp, kind=[1]))
+
+
+@_case
+def case_distribution_with_mixed_key_types(tmp):
+    return _gen(tmp, "seed: 1\nbackgrounds: {paths: bg}\nclasses: {a: {source: x}}\nobjects_per_image: {1: 2, uniform: [1, 2]}\n")
+
+
+@_case
+def case_renderer_size_null(tmp):
+    mesh = tmp / "m.obj"
+    mesh.write_text(CUBE)
+    return _gen(tmp, {"kind": "renderer", "classes": {"thing": {"mesh": str(mesh), "size": None}}})
+
+
+@_case
+def case_class_name_with_control_character(tmp):
+    return _gen(tmp, 'seed: 1\nbackgrounds: {paths: bg}\nclasses: {"bad\\x07name": {source: x}}\n')
+
+
+@_case
+def case_duplicate_key(tmp):
+    return _gen(tmp, "seed: 1\nseed: 2\nbackgrounds: {paths: bg}\nclasses: {a: {source: x}}\n")
+
+
+@_case
+def case_empty_spec(tmp):
+    return _gen(tmp, "")
+
+
+@_case
+def case_spec_is_a_folder(tmp):
+    (tmp / "folder.yaml").mkdir()
+    return ["generate", str(tmp / "folder.yaml"), "--n", "3", "--out", str(tmp / "out")]
+
+
+@_case
+def case_spec_missing(tmp):
+    return ["generate", str(tmp / "nope.yaml"), "--n", "3", "--out", str(tmp / "out")]
+
+
+@_case
+def case_unknown_key(tmp):
+    return _gen(tmp, _spec(tmp, **{"placement.min_visibilty": 0.3}))
+
+
+@_case
+def case_mask_pattern_with_other_placeholder(tmp):
+    return _gen(tmp, _spec(tmp, **{"classes.bar.mask": "{stem}{0}.pbm"}))
+
+
+# -- assets ----------------------------------------------------------------------------------
+@_case
+def case_truncated_jpeg_background(tmp):
+    data = _jpeg(200, 300)
+    return _bad_background(tmp, "cut.jpg", data[: len(data) // 2])
+
+
+@_case
+def case_truncated_png_background(tmp):
+    data = _png(np.random.default_rng(1).integers(0, 255, (120, 160, 3), dtype=np.uint8))
+    return _bad_background(tmp, "cut.png", data[: len(data) // 2])
+
+
+@_case
+def case_zero_byte_background(tmp):
+    return _bad_background(tmp, "empty.png", b"")
+
+
+@_case
+def case_text_file_named_png(tmp):
+    return _bad_background(tmp, "notes.png", b"this is not an image\n")
+
+
+@_case
+def case_folder_named_png(tmp):
+    raw = _spec(tmp)
+    (tmp / "assets" / "bg" / "x.png").mkdir()
+    return _gen(tmp, raw)
+
+
+@_case
+def case_symlink_loop(tmp):
+    raw = _spec(tmp)
+    loop = tmp / "assets" / "bg" / "loop.png"
+    os.symlink(loop, loop)
+    return _gen(tmp, raw)
+
+
+@_case
+def case_mask_of_the_wrong_size(tmp):
+    raw = _spec(tmp)
+    cv2.imwrite(str(tmp / "assets" / "bar" / "bar.pbm"), np.zeros((10, 10), np.uint8))
+    return _gen(tmp, raw)
+
+
+@_case
+def case_mask_with_no_object(tmp):
+    raw = _spec(tmp)
+    cv2.imwrite(str(tmp / "assets" / "bar" / "bar.pbm"), np.full((50, 100), 255, np.uint8))  # inverted: all background
+    return _gen(tmp, raw)
+
+
+@_case
+def case_cutout_with_empty_alpha(tmp):
+    raw = _spec(tmp)
+    cv2.imwrite(str(tmp / "assets" / "ring" / "ghost.png"), np.zeros((20, 20, 4), np.uint8))
+    return _gen(tmp, raw)
+
+
+@_case
+def case_truncated_cutout(tmp):
+    raw = _spec(tmp)
+    data = (tmp / "assets" / "ring" / "ring.png").read_bytes()
+    (tmp / "assets" / "ring" / "ring.png").write_bytes(data[: len(data) // 2])
+    return _gen(tmp, raw)
+
+
+@_case
+def case_mask_not_an_image(tmp):
+    raw = _spec(tmp)
+    (tmp / "assets" / "bar" / "bar.pbm").write_text("P1 oops")
+    return _gen(tmp, raw)
+
+
+@_case
+def case_missing_mask(tmp):
+    raw = _spec(tmp)
+    (tmp / "assets" / "bar" / "bar.pbm").unlink()
+    return _gen(tmp, raw)
+
+
+@_case
+def case_rgb_cutout_without_mask(tmp):
+    raw = _spec(tmp)
+    cv2.imwrite(str(tmp / "assets" / "ring" / "flat.png"), np.full((20, 20, 3), 90, np.uint8))
+    return _gen(tmp, raw)
+
+
+@_case
+def case_region_of_the_wrong_size(tmp):
+    raw = _spec(tmp, **{"backgrounds.regions": "{stem}_region.png"})
+    cv2.imwrite(str(tmp / "assets" / "bg" / "bg0_region.png"), np.full((7, 7), 255, np.uint8))
+    return _gen(tmp, raw)
+
+
+@_case
+def case_empty_region(tmp):
+    raw = _spec(tmp, **{"backgrounds.regions": "{stem}_region.png"})
+    cv2.imwrite(str(tmp / "assets" / "bg" / "bg0_region.png"), np.zeros((120, 160), np.uint8))
+    return _gen(tmp, raw)
+
+
+@_case
+def case_truncated_distractor_texture(tmp):
+    raw = _spec(tmp)
+    tex = tmp / "tex"
+    tex.mkdir()
+    data = _jpeg(100, 100)
+    (tex / "t.jpg").write_bytes(data[:300])
+    raw["distractors"] = {"procedural": 1, "textures": [str(tex)]}
+    return _gen(tmp, raw)
+
+
+@_case
+def case_background_path_missing(tmp):
+    return _gen(tmp, _spec(tmp, **{"backgrounds.paths": [str(tmp / "nowhere")]}))
+
+
+@_case
+def case_mesh_with_no_faces(tmp):
+    return _renderer(tmp, "v 0 0 0\nv 1 0 0\nv 0 1 0\n")
+
+
+@_case
+def case_mesh_with_nan_vertices(tmp):
+    return _renderer(tmp, CUBE.replace("v 0 0 0", "v nan 0 0"))
+
+
+@_case
+def case_mesh_of_garbage(tmp):
+    return _renderer(tmp, bytes(range(256)) * 20)
+
+
+@_case
+def case_mesh_missing(tmp):
+    return _renderer(tmp, None)
+
+
+@_case
+def case_mesh_zero_bytes(tmp):
+    return _renderer(tmp, b"")
+
+
+@_case
+def case_renderer_background_truncated(tmp):
+    photos = tmp / "photos"
+    photos.mkdir()
+    data = _jpeg(100, 120)
+    (photos / "p.jpg").write_bytes(data[: len(data) // 3])
+    return _renderer(tmp, CUBE, background={"modes": {"image": 1}, "paths": [str(photos)]})
+
+
+@_case
+def case_renderer_texture_empty(tmp):
+    tex = tmp / "tex"
+    tex.mkdir()
+    (tex / "t.png").write_bytes(b"")
+    return _renderer(tmp, CUBE, materials={"modes": {"texture": 1}, "textures": [str(tex)]})
+
+
+# -- flags and --out -------------------------------------------------------------------------
+@_case
+def case_negative_seed_flag(tmp):
+    return _gen(tmp, _spec(tmp), "--seed", "-1")
+
+
+@_case
+def case_negative_n(tmp):
+    args = _gen(tmp, _spec(tmp))
+    args[args.index("--n") + 1] = "-5"
+    return args
+
+
+@_case
+def case_per_class_zero(tmp):
+    args = _gen(tmp, _spec(tmp))
+    i = args.index("--n")
+    args[i:i + 2] = ["--per-class", "0"]
+    return args
+
+
+@_case
+def case_workers_zero(tmp):
+    return _gen(tmp, _spec(tmp), "--workers", "0")
+
+
+@_case
+def case_unknown_format(tmp):
+    return _gen(tmp, _spec(tmp), "--formats", "coco,tfrecord")
+
+
+@_case
+def case_bop_for_the_compositor(tmp):
+    return _gen(tmp, _spec(tmp), "--formats", "coco,bop")
+
+
+@_case
+def case_set_into_a_number(tmp):
+    return _gen(tmp, _spec(tmp), "--set", "placement.flip.x=1")
+
+
+@_case
+def case_both_counts(tmp):
+    return _gen(tmp, _spec(tmp), "--per-class", "3")
+
+
+@_case
+def case_overwrite_and_resume(tmp):
+    return _gen(tmp, _spec(tmp), "--overwrite", "--resume")
+
+
+@_case
+def case_output_too_small_for_any_object(tmp):
+    return _gen(tmp, _spec(tmp, **{"output.size": [8, 8], "placement.min_area": 40}))  # at most (0.7 * 8)^2 = 31 px
+
+
+@_case
+def case_out_empty(tmp):
+    args = _gen(tmp, _spec(tmp))
+    args[args.index("--out") + 1] = ""
+    return args
+
+
+@_case
+def case_out_dangling_symlink(tmp):
+    args = _gen(tmp, _spec(tmp))
+    os.symlink(tmp / "gone", tmp / "out")
+    return args
+
+
+@_case
+def case_out_is_a_file(tmp):
+    args = _gen(tmp, _spec(tmp))
+    (tmp / "out").write_text("a file")
+    return args
+
+
+@_case
+def case_out_name_too_long(tmp):
+    args = _gen(tmp, _spec(tmp))
+    args[args.index("--out") + 1] = str(tmp / ("x" * 300))
+    return args
+
+
+@_case
+def case_show_negative_index(tmp):
+    write_spec(tmp / "spec.yaml", _spec(tmp))
+    return ["show", str(tmp / "spec.yaml"), "-i", "-1", "--out", str(tmp / "out" / "s.png")]
+
+
+@_case
+def case_check_of_a_broken_asset(tmp):
+    args = case_truncated_jpeg_background(tmp)
+    return ["check", args[1]]
+
+
+def _files(root: Path) -> set[str]:
+    return {str(p.relative_to(root)) for p in root.rglob("*")} if root.is_dir() and not root.is_symlink() else set()
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_bad_input_is_one_clear_line_and_writes_nothing(name, tmp_path):
+    args = CASES[name](tmp_path)
+    out = tmp_path / "out"
+    before = _files(out)
+    r = runner.invoke(app, args)
+    errors = [line for line in r.output.splitlines() if line.startswith("error:")]
+    assert r.exit_code == 2, (name, r.exit_code, r.output)
+    assert errors, (name, r.output)
+    assert "Traceback" not in r.output and r.exception is None or isinstance(r.exception, SystemExit), (name, r.output)
+    assert _files(out) == before, (name, _files(out) - before)
+
+
+def test_corpus_is_large():
+    assert len(CASES) >= 40
+
+
+def test_every_problem_is_reported_in_one_run(tmp_path):
+    raw = _spec(tmp_path)
+    bg = tmp_path / "assets" / "bg"
+    (bg / "empty.png").write_bytes(b"")
+    (bg / "text.jpg").write_text("hello")
+    data = (tmp_path / "assets" / "ring" / "ring.png").read_bytes()
+    (tmp_path / "assets" / "ring" / "ring.png").write_bytes(data[: len(data) // 2])
+    (tmp_path / "assets" / "bar" / "bar.pbm").unlink()
+    raw["classes"]["pair"]["source"] = str(tmp_path / "missing")
+    for cmd in ("generate", "check"):
+        args = _gen(tmp_path, raw)
+        if cmd == "check":
+            args = ["check", args[1]]
+        r = runner.invoke(app, args)
+        errors = [line for line in r.output.splitlines() if line.startswith("error:")]
+        assert r.exit_code == 2, r.output
+        joined = "\n".join(errors)
+        for needle in ("empty.png: is empty", "text.jpg: is not an image", "ring.png: cannot be decoded",
+                       "classes.bar.mask: no mask", "classes.pair.source.0"):
+            assert needle in joined, (cmd, needle, joined)
+        assert len(errors) == 5, joined
+    assert not (tmp_path / "out").exists()
+
+
+def test_check_says_ok_for_a_good_spec(spec_file):
+    r = runner.invoke(app, ["check", str(spec_file)])
+    assert r.exit_code == 0 and r.output.startswith("ok:"), r.output
+
+
+def test_version():
+    r = runner.invoke(app, ["--version"])
+    assert r.exit_code == 0 and r.output.startswith("synthgen ")
+
+
+def test_flags_show_no_type_placeholders():
+    r = runner.invoke(app, ["generate", "--help"])
+    assert r.exit_code == 0 and "<bool>" not in r.output and "--overwrite" in r.output and "--resume" in r.output
+
+
+# -- images that are fine must keep working ----------------------------------------------------
+def test_unusual_but_valid_images_are_read_right(tmp_path):
+    from PIL import Image
+
+    from synthgen.sources import read_image
+
+    rgb = np.zeros((20, 30, 3), np.uint8)
+    rgb[:, :10] = (255, 0, 0)
+    # 16-bit grey PNG
+    g16 = (np.arange(30, dtype=np.uint16)[None].repeat(20, 0) * 2000)
+    Image.fromarray(g16).save(tmp_path / "g16.png")
+    assert read_image(tmp_path / "g16.png", "L")[0, -1] == round(29 * 2000 / 257)
+    # palette with transparency
+    pal = Image.fromarray(rgb).convert("P")
+    pal.info["transparency"] = pal.getpixel((25, 5))
+    pal.save(tmp_path / "pal.png", transparency=pal.getpixel((25, 5)))
+    a = read_image(tmp_path / "pal.png", "RGBA")
+    assert a[5, 25, 3] == 0 and a[5, 5, 3] == 255 and tuple(a[5, 5, :3]) == (255, 0, 0)
+    # LA
+    Image.fromarray(np.dstack([rgb[..., 0], rgb[..., 0]]), "LA").save(tmp_path / "la.png")
+    a = read_image(tmp_path / "la.png", "RGBA")
+    assert a[0, 0, 3] == 255 and a[0, 20, 3] == 0
+    # CMYK JPEG
+    Image.fromarray(rgb).convert("CMYK").save(tmp_path / "cmyk.jpg", quality=100)
+    c = read_image(tmp_path / "cmyk.jpg", "RGB")
+    assert c.shape == (20, 30, 3) and c[10, 2, 0] > 200 and c[10, 2, 1] < 60
+    # EXIF orientation 6 (rotate 90 clockwise to display): 20x30 stored, 30x20 shown
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(rgb).save(tmp_path / "rot.jpg", exif=exif, quality=100)
+    r = read_image(tmp_path / "rot.jpg", "RGB")
+    assert r.shape == (30, 20, 3) and r[2, 10, 0] > 200 and r[-3, 10, 0] < 60  # the red band is now on top
+    # all of them as real assets in a run
+    raw = base_spec(make_assets(tmp_path / "assets"))
+    bg = tmp_path / "assets" / "bg"
+    for f in ("cmyk.jpg", "rot.jpg"):
+        (bg / f).write_bytes((tmp_path / f).read_bytes())
+    cut = tmp_path / "cuts"
+    cut.mkdir()
+    for f in ("pal.png", "la.png"):
+        (cut / f).write_bytes((tmp_path / f).read_bytes())
+    raw["classes"]["ring"]["source"] = [str(tmp_path / "assets" / "ring"), str(cut)]
+    spec = write_spec(tmp_path / "spec.yaml", raw)
+    r = runner.invoke(app, ["generate", str(spec), "--n", "6", "--out", str(tmp_path / "out")])
+    assert r.exit_code == 0, r.output
+
+
+def test_truncated_bmp_and_webp_are_refused(tmp_path):
+    from synthgen import SpecError
+    from synthgen.sources import read_image
+
+    img = np.random.default_rng(3).integers(0, 255, (40, 50, 3), dtype=np.uint8)
+    for ext in (".bmp", ".webp", ".tif"):
+        data = cv2.imencode(ext, img)[1].tobytes()
+        f = tmp_path / f"x{ext}"
+        f.write_bytes(data[: len(data) // 2])
+        with pytest.raises(SpecError, match="x" + ext):
+            read_image(f)
+
+
+def test_yaml_spec_for_the_good_cases_is_valid(tmp_path):
+    """The corpus's builder makes a valid spec when nothing is broken (so each case fails for its
+    own reason)."""
+    args = _gen(tmp_path, _spec(tmp_path))
+    r = runner.invoke(app, args)
+    assert r.exit_code == 0, r.output
+    assert yaml.safe_load(Path(args[1]).read_text())["seed"] == 1
