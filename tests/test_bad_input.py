@@ -581,3 +581,46 @@ def test_yaml_spec_for_the_good_cases_is_valid(tmp_path):
     r = runner.invoke(app, args)
     assert r.exit_code == 0, r.output
     assert yaml.safe_load(Path(args[1]).read_text())["seed"] == 1
+
+
+# -- synthgen extract ----------------------------------------------------------------------------
+def test_extract_never_writes_outside_out_and_keeps_classes_apart(tmp_path):
+    """Ids such as "../../x" and classes "a/b" and "a_b" from a hostile COCO file."""
+    import json
+
+    from pycocotools import mask as mask_utils
+
+    images = tmp_path / "imgs"
+    images.mkdir()
+    img = np.random.default_rng(0).integers(0, 255, (60, 80, 3), dtype=np.uint8)
+    cv2.imwrite(str(images / "p.png"), img)
+    m = np.zeros((60, 80), np.uint8, order="F")
+    m[20:40, 20:50] = 1
+    rle = mask_utils.encode(m)
+    rle["counts"] = rle["counts"].decode()
+    anns = [{"id": aid, "image_id": "../../x", "category_id": cid, "segmentation": rle, "area": 600,
+             "bbox": [20, 20, 30, 20], "iscrowd": 0} for aid, cid in (("../y", 1), ("/etc/z", 2), (7, 3))]
+    coco = {"images": [{"id": "../../x", "file_name": "p.png", "width": 80, "height": 60}], "annotations": anns,
+            "categories": [{"id": 1, "name": "a/b"}, {"id": 2, "name": "a_b"}, {"id": 3, "name": ".."}]}
+    (tmp_path / "c.json").write_text(json.dumps(coco))
+    out = tmp_path / "deep" / "bank"
+    r = runner.invoke(app, ["extract", str(tmp_path / "c.json"), str(images), "--out", str(out), "--min-area", "10"])
+    assert r.exit_code == 0, r.output
+    written = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
+    assert all(w.startswith("deep/bank/") or w in ("c.json", "imgs/p.png") for w in written), written
+    index = json.loads((out / "index.json").read_text())
+    assert len(index["cutouts"]) == 3 and len({c["file"] for c in index["cutouts"]}) == 3
+    assert len(set(index["folders"].values())) == 3, index["folders"]  # a/b and a_b stay apart
+    for c in index["cutouts"]:
+        assert (out / c["file"]).resolve().parent.parent == out.resolve()
+
+
+def test_extract_of_a_broken_coco_is_one_line(tmp_path):
+    (tmp_path / "c.json").write_text('{"images": [{"id": 1, "file_name": "gone.png", "width": 5, "height": 5}], '
+                                     '"annotations": [], "categories": []}')
+    r = runner.invoke(app, ["extract", str(tmp_path / "c.json"), str(tmp_path), "--out", str(tmp_path / "bank")])
+    assert r.exit_code == 2 and "gone.png: image named in" in r.output and "Traceback" not in r.output, r.output
+    assert not (tmp_path / "bank").exists()
+    (tmp_path / "c.json").write_text("[1, 2")
+    r = runner.invoke(app, ["extract", str(tmp_path / "c.json"), str(tmp_path), "--out", str(tmp_path / "bank")])
+    assert r.exit_code == 2 and "not a readable COCO" in r.output, r.output

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 import re
 from collections import Counter
 from pathlib import Path
@@ -22,12 +23,34 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from ..errors import SynthgenError
+from ..errors import SpecError, SynthgenError
+from ..sources import read_image
 
 
 def safe_name(name: str) -> str:
-    """A class name as a folder name."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._") or "class"
+    """A name (class, id) as one path component: letters, digits, '_', '.', '-' only, never
+    '.' or '..', at most 64 characters."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._")[:64] or "x"
+
+
+def _id_part(v) -> str:
+    """A COCO id as part of a file name (ids should be integers; anything else is sanitised)."""
+    return str(v) if isinstance(v, int) and not isinstance(v, bool) else safe_name(str(v))
+
+
+def class_folders(names: list[str]) -> dict[str, str]:
+    """A distinct folder for every class, in the order given: ``a/b`` and ``a_b`` (or ``Cat`` and
+    ``cat``, the same folder on a case-insensitive disk) do not share one."""
+    used: set[str] = set()
+    out = {}
+    for name in names:
+        base = safe_name(name)
+        folder, k = base, 2
+        while folder.casefold() in used:
+            folder, k = f"{base}-{k}", k + 1
+        used.add(folder.casefold())
+        out[name] = folder
+    return out
 
 
 def extract_bank(
@@ -44,28 +67,37 @@ def extract_bank(
     try:
         with contextlib.redirect_stdout(io.StringIO()):
             coco = COCO(str(coco_json))
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise SynthgenError(f"{coco_json}: not a readable COCO instances file: {e}") from None
-    names = {c["id"]: c["name"] for c in coco.dataset.get("categories", [])}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as e:
+        raise SynthgenError(f"{coco_json}: not a readable COCO instances file: {type(e).__name__}: {e}") from None
+    names = {c["id"]: str(c["name"]) for c in coco.dataset.get("categories", [])}
+    folders = class_folders(list(dict.fromkeys(names.values())))
     if classes:
         unknown = sorted(set(classes) - set(names.values()))
         if unknown:
             raise SynthgenError(f"--classes {', '.join(unknown)}: not in {coco_json} (it has {', '.join(sorted(names.values()))})")
+    ids = sorted(coco.getImgIds(), key=lambda v: (type(v).__name__, str(v)))
+    missing = [str(images_dir / str(coco.imgs[i].get("file_name", ""))) for i in ids
+               if not (images_dir / str(coco.imgs[i].get("file_name", ""))).is_file()]
+    if missing:  # checked before the first cutout is written
+        raise SynthgenError("\n".join(f"{m}: image named in {coco_json} does not exist" for m in missing[:20]))
+    root = out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     skipped: Counter = Counter()
     cutouts = []
-    for img_id in sorted(coco.getImgIds()):
+    stems: set[str] = set()
+    for img_id in ids:
         info = coco.imgs[img_id]
         anns = coco.loadAnns(coco.getAnnIds(imgIds=[img_id], iscrowd=None))
         if not anns:
             continue
-        path = images_dir / info["file_name"]
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if image is None:
-            raise SynthgenError(f"{path}: image of {coco_json} (id {img_id}) is missing or unreadable")
+        path = images_dir / str(info["file_name"])
+        try:
+            image = read_image(path, "RGB")
+        except SpecError as e:
+            raise SynthgenError(f"{e} (image id {img_id} of {coco_json})") from None
         H, W = image.shape[:2]
-        for ann in sorted(anns, key=lambda a: a["id"]):
-            name = names.get(ann["category_id"])
+        for ann in sorted(anns, key=lambda a: (type(a["id"]).__name__, str(a["id"]))):
+            name = names.get(ann.get("category_id"))
             if name is None:
                 skipped["unknown category"] += 1
                 continue
@@ -75,7 +107,11 @@ def extract_bank(
             if ann.get("iscrowd", 0):
                 skipped["crowd"] += 1
                 continue
-            mask = coco.annToMask(ann).astype(bool)
+            try:
+                mask = coco.annToMask(ann).astype(bool)
+            except Exception as e:  # noqa: BLE001 - pycocotools fails in many ways on a bad segmentation
+                raise SynthgenError(f"{coco_json}: annotation {ann.get('id')!r} has an unreadable segmentation "
+                                    f"({type(e).__name__}: {e})") from None
             if mask.shape != (H, W):
                 raise SynthgenError(f"{coco_json}: annotation {ann['id']} is {mask.shape[1]}x{mask.shape[0]}, image {path} is {W}x{H}")
             area = int(mask.sum())
@@ -88,16 +124,33 @@ def extract_bank(
             ys, xs = np.nonzero(mask)
             y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
             rgba = np.dstack([image[y0:y1, x0:x1], mask[y0:y1, x0:x1].astype(np.uint8) * 255])
-            rel = f"{safe_name(name)}/{img_id}_{ann['id']}.png"
-            (out / rel).parent.mkdir(parents=True, exist_ok=True)
-            cv2.imwrite(str(out / rel), rgba)
+            stem, k = f"{_id_part(img_id)}_{_id_part(ann['id'])}", 2
+            while f"{folders[name]}/{stem}".casefold() in stems:
+                stem, k = f"{_id_part(img_id)}_{_id_part(ann['id'])}-{k}", k + 1
+            rel = f"{folders[name]}/{stem}.png"
+            stems.add(rel[:-4].casefold())
+            target = out / rel
+            if root not in target.resolve().parents:  # cannot happen with sanitised parts; never write outside
+                raise SynthgenError(f"{rel}: would lie outside --out {out}")
+            _write_atomic(target, cv2.imencode(".png", cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGRA))[1].tobytes())
             cutouts.append({"file": rel, "class": name, "image": info["file_name"], "annotation_id": ann["id"], "area": area})
     index = {
         "source": str(coco_json),
         "classes": dict(Counter(c["class"] for c in cutouts)),
-        "folders": {c["class"]: safe_name(c["class"]) for c in cutouts},
+        "folders": {c["class"]: folders[c["class"]] for c in cutouts},
         "skipped": dict(skipped),
         "cutouts": cutouts,
     }
-    (out / "index.json").write_text(json.dumps(index, indent=1) + "\n")
+    _write_atomic(out / "index.json", (json.dumps(index, indent=1) + "\n").encode())
     return index
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
