@@ -137,6 +137,7 @@ def generate(
     if overwrite and resume:
         raise SynthgenError("--overwrite and --resume contradict each other: give one")
     gen = _load(spec, seed, set_, formats)
+    gen.check()  # before the progress bar: every problem with the inputs, nothing written
     total = n if n is not None else per_class * len(gen.spec.categories)  # type: ignore[operator]
     unit = "images" if n is not None else "instances"
     t0 = time.perf_counter()

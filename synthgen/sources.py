@@ -20,6 +20,8 @@ IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 
 def expand_paths(base: Path, pattern: str, key: str) -> list[str]:
     """Files for one spec path entry (file, folder or glob), relative to ``base``, sorted."""
+    if "\x00" in pattern:
+        raise SpecError(f"{key}: {pattern!r} holds a NUL character")
     full = base / pattern
     if full.is_dir():
         files = [p for p in sorted(full.iterdir()) if p.suffix.lower() in IMAGE_EXTS]
@@ -28,9 +30,9 @@ def expand_paths(base: Path, pattern: str, key: str) -> list[str]:
     elif full.is_file():
         files = [full]
     else:
-        raise SpecError(f"{key}: {pattern!r} does not exist (looked for {full})")
+        raise SpecError(f"{key}: {pattern!r} does not exist (looked for {shown(full)})")
     if not files:
-        raise SpecError(f"{key}: {pattern!r} matches no image files ({', '.join(IMAGE_EXTS)}) in {full}")
+        raise SpecError(f"{key}: {pattern!r} matches no image files ({', '.join(IMAGE_EXTS)}) in {shown(full)}")
     if Path(pattern).is_absolute():
         return [str(p) for p in files]
     return [os.path.relpath(p, base) for p in files]
@@ -51,6 +53,16 @@ def _why(e: OSError) -> str:
     return f"cannot be read ({e.strerror or e})"
 
 
+def shown(path: str | Path) -> str:
+    """A path as errors show it: normalised, and relative to the working folder when inside it."""
+    p = os.path.normpath(str(path))
+    try:
+        rel = os.path.relpath(p)
+    except ValueError:  # another drive (Windows)
+        return p
+    return rel if not rel.startswith("..") else p
+
+
 def read_image(path: str | Path, mode: str = "RGB") -> np.ndarray:
     """Decode an image file in full: the one decoder for every image synthgen reads.
 
@@ -61,31 +73,32 @@ def read_image(path: str | Path, mode: str = "RGB") -> np.ndarray:
     an image, truncated or corrupt (which OpenCV would fill with grey without a word), too large.
     """
     path = Path(path)
+    name = shown(path)
     try:
         st = path.stat()
     except OSError as e:
-        raise SpecError(f"{path}: {_why(e)}") from None
+        raise SpecError(f"{name}: {_why(e)}") from None
     if path.is_dir():
-        raise SpecError(f"{path}: is a folder, not an image")
+        raise SpecError(f"{name}: is a folder, not an image")
     if st.st_size == 0:
-        raise SpecError(f"{path}: is empty (0 bytes)")
+        raise SpecError(f"{name}: is empty (0 bytes)")
     try:
         with Image.open(path) as im:
             w, h = im.size
             if w * h > MAX_PIXELS:
-                raise SpecError(f"{path}: {w}x{h} is too large (more than {MAX_PIXELS // 1_000_000} megapixels)")
+                raise SpecError(f"{name}: {w}x{h} is too large (more than {MAX_PIXELS // 1_000_000} megapixels)")
             im.load()
             return _as_array(ImageOps.exif_transpose(im), mode)
     except SpecError:
         raise
     except UnidentifiedImageError:
-        raise SpecError(f"{path}: is not an image (or not one Pillow can read)") from None
+        raise SpecError(f"{name}: is not an image (or not one Pillow can read)") from None
     except OSError as e:
         if e.errno is not None:
-            raise SpecError(f"{path}: {_why(e)}") from None
-        raise SpecError(f"{path}: cannot be decoded: truncated or corrupt ({e})") from None
+            raise SpecError(f"{name}: {_why(e)}") from None
+        raise SpecError(f"{name}: cannot be decoded: truncated or corrupt ({e})") from None
     except (SyntaxError, ValueError, EOFError, struct.error, Image.DecompressionBombError, MemoryError) as e:
-        raise SpecError(f"{path}: cannot be decoded: truncated or corrupt ({e})") from None
+        raise SpecError(f"{name}: cannot be decoded: truncated or corrupt ({e})") from None
 
 
 def _as_array(im: Image.Image, mode: str) -> np.ndarray:

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from ..errors import SpecError
-from ..sources import Problems, expand_paths, has_alpha, image_size, read_image
+from ..sources import Problems, expand_paths, has_alpha, image_size, read_image, shown
 from ..spec import Spec
 
 ALPHA_ON = 128  # alpha >= this (of 255) makes a pixel part of an object: the one ownership rule
@@ -111,7 +111,7 @@ class AssetLibrary:
             refs = []
             for f in files:
                 if not _alpha_of(self.base / f):
-                    found.add(f"{key}.source", f"{self.base / f} has no alpha channel; give RGBA cutouts "
+                    found.add(f"{key}.source", f"{shown(self.base / f)} has no alpha channel; give RGBA cutouts "
                                                f'or a mask pattern (mask: "{{stem}}.png")')
                 else:
                     refs.append(CutoutRef(f, None, False, src.defringe, key))
@@ -123,7 +123,7 @@ class AssetLibrary:
                 continue  # this file is some image's mask
             m = os.path.normpath(_sibling(f, src.mask))
             if not (self.base / m).is_file():
-                found.add(f"{key}.mask", f"no mask {self.base / m} for image {self.base / f} (pattern {src.mask!r})")
+                found.add(f"{key}.mask", f"no mask {shown(self.base / m)} for image {shown(self.base / f)} (pattern {src.mask!r})")
                 continue
             refs.append(CutoutRef(f, m, src.mask_inverted, src.defringe, key))
         if files and not refs and not any(line.startswith(f"{key}.mask") for line in found.lines):
@@ -185,14 +185,14 @@ class AssetLibrary:
             rgb = read_image(path, "RGB")
             mask = read_image(self.base / ref.mask, "L")
             if mask.shape[:2] != rgb.shape[:2]:
-                raise SpecError(f"{self.base / ref.mask}: mask is {mask.shape[1]}x{mask.shape[0]}, image {path} is {rgb.shape[1]}x{rgb.shape[0]}")
+                raise SpecError(f"{shown(self.base / ref.mask)}: mask is {mask.shape[1]}x{mask.shape[0]}, image {shown(path)} is {rgb.shape[1]}x{rgb.shape[0]}")
             alpha = 255 - mask if ref.inverted else mask
             rgba = np.dstack([rgb, alpha])
         solid = rgba[..., 3] >= ALPHA_ON
         if not solid.any():
             if ref.mask:
-                raise SpecError(f"{self.base / ref.mask}: the object mask is empty (is mask_inverted right?)")
-            raise SpecError(f"{path}: the cutout's alpha is empty (nothing to paste)")
+                raise SpecError(f"{shown(self.base / ref.mask)}: the object mask is empty (is mask_inverted right?)")
+            raise SpecError(f"{shown(path)}: the cutout's alpha is empty (nothing to paste)")
         ys, xs = np.nonzero(rgba[..., 3])
         rgba = np.ascontiguousarray(rgba[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1])
         if ref.defringe:
@@ -227,10 +227,10 @@ class AssetLibrary:
             mask = read_image(self.base / rkey, "L")
             src_w, src_h = image_size(self.base / key)  # the header is enough for the size
             if mask.shape[:2] != (src_h, src_w):
-                raise SpecError(f"{self.base / rkey}: region is {mask.shape[1]}x{mask.shape[0]}, background {self.base / key} is {src_w}x{src_h}")
+                raise SpecError(f"{shown(self.base / rkey)}: region is {mask.shape[1]}x{mask.shape[0]}, background {shown(self.base / key)} is {src_w}x{src_h}")
             arr = fit_background(np.dstack([mask] * 3), fit, size)[..., 0] >= 128
             if not arr.any():
-                raise SpecError(f"{self.base / rkey}: the placement region is empty")
+                raise SpecError(f"{shown(self.base / rkey)}: the placement region is empty")
             self._remember(ck, arr)
         return arr
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..compositor.assets import fit_background
 from ..errors import SpecError
-from ..sources import Problems, expand_paths, read_image
+from ..sources import Problems, expand_paths, read_image, shown
 from ..spec.renderer import RendererSpec
 
 IMAGE_CACHE = 64  # decoded textures and photos kept per process
@@ -25,32 +25,33 @@ def load_mesh(path: Path, size: float | None, scale: float | None):
     """A single trimesh.Trimesh in metres, centred on its bounding box (textures kept)."""
     import trimesh
 
+    name = shown(path)
     if path.suffix.lower() not in MESH_EXTS:
-        raise SpecError(f"{path}: not a mesh file ({', '.join(MESH_EXTS)})")
+        raise SpecError(f"{name}: not a mesh file ({', '.join(MESH_EXTS)})")
     if path.is_dir():
-        raise SpecError(f"{path}: is a folder, not a mesh file")
+        raise SpecError(f"{name}: is a folder, not a mesh file")
     try:
         if path.stat().st_size == 0:
-            raise SpecError(f"{path}: is empty (0 bytes)")
+            raise SpecError(f"{name}: is empty (0 bytes)")
         # unprocessed first: processing would silently drop non-finite vertices (and the faces
         # using them); checked below, then processed as trimesh.load would have
         loaded = trimesh.load(str(path), force=None, process=False)
     except SpecError:
         raise
     except Exception as e:  # noqa: BLE001 - trimesh raises many types for bad files
-        raise SpecError(f"{path}: cannot load mesh: {type(e).__name__}: {e}") from None
+        raise SpecError(f"{name}: cannot load mesh: {type(e).__name__}: {e}") from None
     if isinstance(loaded, trimesh.Scene):  # GLB/glTF load as a scene: bake it into one mesh
         if not loaded.geometry:
-            raise SpecError(f"{path}: the file holds no geometry")
+            raise SpecError(f"{name}: the file holds no geometry")
         loaded = loaded.to_geometry() if hasattr(loaded, "to_geometry") else loaded.dump(concatenate=True)
     if not isinstance(loaded, trimesh.Trimesh):
-        raise SpecError(f"{path}: not a triangle mesh")
+        raise SpecError(f"{name}: not a triangle mesh")
     if len(loaded.faces) == 0:
-        raise SpecError(f"{path}: the mesh has no faces (a point cloud?)")
+        raise SpecError(f"{name}: the mesh has no faces (a point cloud?)")
     if not np.isfinite(loaded.vertices).all():
-        raise SpecError(f"{path}: the mesh has vertices that are not finite numbers (NaN or inf)")
+        raise SpecError(f"{name}: the mesh has vertices that are not finite numbers (NaN or inf)")
     if float(np.max(loaded.extents)) <= 0:
-        raise SpecError(f"{path}: the mesh has no extent (all vertices at one point)")
+        raise SpecError(f"{name}: the mesh has no extent (all vertices at one point)")
     loaded.process()
     mesh = loaded.copy()
     mesh.apply_translation(-mesh.bounds.mean(axis=0))
@@ -70,7 +71,7 @@ class MeshLibrary:
         for name, c in spec.classes.items():
             p = self.base / c.mesh
             if not (p.is_file() or p.is_dir()):
-                found.add(f"classes.{name}.mesh", f"{c.mesh!r} does not exist (looked for {p})")
+                found.add(f"classes.{name}.mesh", f"{c.mesh!r} does not exist (looked for {shown(p)})")
             self.mesh_files[name] = p
 
         def listed(paths: list[str], key: str) -> list[str]:
