@@ -153,6 +153,9 @@ def generate(
     dt = time.perf_counter() - t0
     per = ", ".join(f"{c}: {k}" for c, k in summary["instances_per_class"].items())
     _say(f"wrote {summary['images']} images to {out} in {dt:.1f} s ({summary['images'] / max(dt, 1e-9):.1f} images/s); instances {per}")
+    if not any(summary["instances_per_class"].values()):
+        _say("warning: no object was labelled: every object fell below min_visibility or min_area "
+             "(lower them, or raise placement.scale_range)")
     for c, entry in summary["targets"].items():
         for key, r in entry.items():
             lo, hi = r["target"]

@@ -57,3 +57,14 @@ def test_show_draws_a_sample(spec_file, tmp_path):
     assert cv2.imread(str(out)).shape == (96, 128, 3)
     r = runner.invoke(app, ["show", str(spec_file), "-i", "0", "-i", "1", "-i", "2", "--cols", "2", "--out", str(out)])
     assert r.exit_code == 0 and cv2.imread(str(out)).shape[1] > 256
+
+
+def test_a_run_that_labels_nothing_says_so(assets, tmp_path):
+    from .conftest import base_spec, write_spec
+
+    raw = base_spec(assets)
+    raw["placement"].update(min_visibility=1.0, scale_range=[0.9, 1.0], max_truncation=0.9)  # nothing whole
+    raw["objects_per_image"] = [3, 3]
+    spec = write_spec(tmp_path / "s.yaml", raw)
+    r = runner.invoke(app, ["generate", str(spec), "--n", "3", "--out", str(tmp_path / "o")])
+    assert r.exit_code == 0 and "warning: no object was labelled" in r.output, r.output
