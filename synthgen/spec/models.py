@@ -56,6 +56,9 @@ class Output(_Model):
     """Renderer: write depth maps (16-bit PNG, millimetres) to OUT/depth/<split>/."""
     split: dict[str, Annotated[float, Field(ge=0, le=1)]] = {"train": 1.0}
     coco_segmentation: Literal["rle", "polygon"] = "rle"
+    polygon_fill_holes: Annotated[int, Field(ge=0, le=1_000_000)] = 16
+    """Polygon mode: holes of fewer pixels than this are filled before tracing (pinholes in a
+    cutout's mask would otherwise send the whole object to RLE); 0 keeps every hole."""
     yolo_task: Literal["detect", "segment"] = "detect"
 
     @field_validator("split")

@@ -5,8 +5,10 @@ An image's id is the sample index, the integer of its file stem (so predictions 
 is 10 x index + its position in ``write_blend_variants``. Annotation ids run from 1 in each file,
 categories are 1-based in spec order.
 ``bbox`` is xywh of the visible mask, ``area`` its pixel count, ``iscrowd`` 0, segmentation
-compressed RLE (counts as str) or polygons; with polygons, an object with holes is written as
-RLE, since COCO polygons are filled as a union and cannot hold a hole.
+compressed RLE (counts as str) or polygons along the pixels' edges (pycocotools fills them back
+to exactly the mask); with polygons, holes under ``polygon_fill_holes`` pixels are filled first
+and an object that still has a hole is written as RLE, since COCO polygons are filled as a union
+and cannot hold one.
 Extra per-annotation keys ``visibility`` and ``truncation`` are kept (COCO tools ignore them).
 From the renderer also: ``amodal_bbox`` (xywh, may reach outside the image), ``keypoints``
 (the 3D box's 8 corners and centre, COCO visibility flags), ``pose`` (R row-major, t in metres,
@@ -21,7 +23,7 @@ from typing import Any, Iterator
 from .. import __version__
 from ..sample import Sample
 from .base import Encoded, Writer
-from .masks import encode_rle, polygons
+from .masks import encode_rle, fill_small_holes, polygons
 
 # The projected 3D box: corners i = 4 * (x > 0) + 2 * (y > 0) + (z > 0) in the model frame,
 # then the centre. Skeleton edges are 1-based, as COCO's are.
@@ -29,7 +31,7 @@ KEYPOINT_NAMES = [f"corner_{'+' if i & 4 else '-'}x{'+' if i & 2 else '-'}y{'+' 
 BOX_SKELETON = [[a + 1, b + 1] for a in range(8) for b in range(a + 1, 8) if bin(a ^ b).count("1") == 1]
 
 
-def encode_coco(sample: Sample, file_name: str, segmentation: str = "rle") -> dict[str, Any]:
+def encode_coco(sample: Sample, file_name: str, segmentation: str = "rle", fill_holes: int = 16) -> dict[str, Any]:
     """Image and annotation records without ids (the writer numbers them)."""
     W, H = sample.size
     anns = []
@@ -37,7 +39,7 @@ def encode_coco(sample: Sample, file_name: str, segmentation: str = "rle") -> di
         x0, y0, x1, y1 = a.bbox
         seg: Any
         if segmentation == "polygon":
-            polys, has_hole = polygons(a.mask)
+            polys, has_hole = polygons(fill_small_holes(a.mask, fill_holes))
             seg = encode_rle(a.mask) if has_hole else polys
         else:
             seg = encode_rle(a.mask)
@@ -73,7 +75,8 @@ class CocoWriter(Writer):
     def encode(self, sample: Sample) -> Encoded:
         # file_name relative to images/<split>/ as most COCO loaders expect.
         file_name = self.image_file(sample).split("/", 2)[2]
-        rec = encode_coco(sample, file_name, self.spec.output.coco_segmentation)
+        out = self.spec.output
+        rec = encode_coco(sample, file_name, out.coco_segmentation, out.polygon_fill_holes)
         image_id = self.image_id(sample)
         split = rec["split"]
         # Serialised here (in the worker); annotation ids are numbered when the file is assembled.
