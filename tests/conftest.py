@@ -3,6 +3,9 @@ real ones in ../shared/data."""
 
 from __future__ import annotations
 
+import functools
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -97,3 +100,16 @@ def shared() -> Path:
     if not SHARED.is_dir():
         pytest.skip(f"real assets not found at {SHARED}")
     return SHARED
+
+
+@functools.lru_cache(maxsize=None)
+def gl_error() -> str | None:
+    """Why offscreen OpenGL (EGL) cannot start here, or None when it can."""
+    code = ("import os; os.environ.setdefault('PYOPENGL_PLATFORM', 'egl'); import numpy as np; np.infty = np.inf; "
+            "import pyrender; r = pyrender.OffscreenRenderer(8, 8); r.delete()")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    return None if p.returncode == 0 else (p.stderr.strip().splitlines() or ["unknown error"])[-1]
+
+
+def needs_gl():
+    return pytest.mark.skipif(gl_error() is not None, reason=f"no offscreen OpenGL (EGL) on this machine: {gl_error()}")

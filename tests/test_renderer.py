@@ -18,18 +18,10 @@ from synthgen.labels import annotate, annotate_3d
 from synthgen.renderer.planning import Camera3D, Light3D, Object3D, RenderScene, look_at
 from synthgen.spec import spec_from_dict
 
-from .conftest import ROOT
+from .conftest import ROOT, needs_gl
 
 
-def _gl_available() -> str | None:
-    code = ("import os; os.environ.setdefault('PYOPENGL_PLATFORM', 'egl'); import numpy as np; np.infty = np.inf; "
-            "import pyrender; r = pyrender.OffscreenRenderer(8, 8); r.delete()")
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    return None if p.returncode == 0 else (p.stderr.strip().splitlines() or ["unknown error"])[-1]
-
-
-_GL_ERROR = _gl_available()
-pytestmark = pytest.mark.skipif(_GL_ERROR is not None, reason=f"no offscreen OpenGL (EGL) on this machine: {_GL_ERROR}")
+pytestmark = needs_gl()
 
 
 def _spec(shared: Path, **over) -> dict:

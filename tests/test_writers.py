@@ -23,6 +23,10 @@ from synthgen.spec import spec_from_dict
 from .conftest import base_spec
 
 
+def VOC(out: Path) -> Path:
+    return out / "voc" / "VOCdevkit" / "VOC2012"
+
+
 def _run(assets: Path, out: Path, **output) -> tuple[Generator, Path]:
     raw = base_spec(assets)
     raw["objects_per_image"] = [0, 5]
@@ -188,7 +192,7 @@ def test_voc_boxes_are_one_based_inclusive(run_rle):
     gen, out = run_rle
     manifest = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
     for m in manifest:
-        root = ET.parse(out / "voc" / m["split"] / f"{m['index']:06d}.xml").getroot()
+        root = ET.parse(VOC(out) / "Annotations" / f"{m['index']:06d}.xml").getroot()
         objs = root.findall("object")
         assert len(objs) == len(m["labels"])
         for o, lab in zip(objs, m["labels"]):
@@ -197,6 +201,18 @@ def test_voc_boxes_are_one_based_inclusive(run_rle):
             assert b == [int(x0) + 1, int(y0) + 1, int(x1), int(y1)]
             assert o.find("name").text == lab["category"]
             assert o.find("difficult").text == "0"
+            assert o.find("occluded").text == str(int(lab["visibility"] < 1 - lab["truncation"] - 1e-6))
+    # the standard layout: split lists, images under JPEGImages (hard links, not copies), classes
+    for split in gen.spec.output.split:
+        ids = (VOC(out) / "ImageSets" / "Main" / f"{split}.txt").read_text().split()
+        assert ids == [f"{m['index']:06d}" for m in manifest if m["split"] == split]
+        for i in ids:
+            image = out / "images" / split / f"{i}.jpg"
+            assert (VOC(out) / "JPEGImages" / f"{i}.jpg").stat().st_ino == image.stat().st_ino
+    trainval = (VOC(out) / "ImageSets" / "Main" / "trainval.txt").read_text().split()
+    assert sorted(trainval) == sorted(f"{m['index']:06d}" for m in manifest)
+    assert (VOC(out) / "labelmap.txt").read_text().splitlines()[1:] == [
+        "background:0,0,0::", "ring:128,0,0::", "pair:0,128,0::", "bar:128,128,0::"]
 
 
 def test_supervision_finds_the_same_boxes_in_coco_yolo_and_voc(run_rle):
@@ -205,7 +221,7 @@ def test_supervision_finds_the_same_boxes_in_coco_yolo_and_voc(run_rle):
         img_dir = str(out / "images" / split)
         coco = sv.DetectionDataset.from_coco(img_dir, str(out / "annotations" / f"instances_{split}.json"))
         yolo = sv.DetectionDataset.from_yolo(img_dir, str(out / "labels" / split), str(out / "data.yaml"))
-        voc = sv.DetectionDataset.from_pascal_voc(img_dir, str(out / "voc" / split))
+        voc = sv.DetectionDataset.from_pascal_voc(img_dir, str(VOC(out) / "Annotations"))
         assert coco.classes == yolo.classes == ["ring", "pair", "bar"]
         by_name = lambda ds: {Path(p).name: d for p, _, d in ds}  # noqa: E731
         c, y, v = by_name(coco), by_name(yolo), by_name(voc)
@@ -228,6 +244,6 @@ def test_images_without_labels_are_written_in_every_format(run_rle):
     assert empty, "the fixture run should contain at least one image without labels"
     m = empty[0]
     assert (out / "labels" / m["split"] / f"{m['index']:06d}.txt").read_text() == ""
-    assert ET.parse(out / "voc" / m["split"] / f"{m['index']:06d}.xml").getroot().find("object") is None
+    assert ET.parse(VOC(out) / "Annotations" / f"{m['index']:06d}.xml").getroot().find("object") is None
     data = json.loads((out / "annotations" / f"instances_{m['split']}.json").read_text())
     assert any(im["file_name"] == f"{m['index']:06d}.jpg" for im in data["images"])

@@ -78,6 +78,22 @@ class OutputFolder:
                 tmp.unlink(missing_ok=True)
                 raise
 
+    def link_files(self, links: list[tuple[str, str]]) -> None:
+        """Give existing files second names: (new path, existing path), relative to OUT."""
+        self.record(rel for rel, _ in links)
+        for rel, target in links:
+            tmp = self._temp(rel)
+            tmp.unlink(missing_ok=True)
+            try:
+                try:
+                    os.link(self.root / target, tmp)
+                except OSError:  # no hard links here (FAT, some network filesystems): a copy
+                    shutil.copyfile(self.root / target, tmp)
+                self._install(tmp, rel)
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
+
     def write_file(self, rel: str, data: bytes) -> None:
         self.write_files([(rel, data)])
 

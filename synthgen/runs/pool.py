@@ -49,12 +49,14 @@ def produce(gen, writers: list, folder: OutputFolder, task: Task) -> TaskResult:
     index, cats = task
     out = []
     for sample in gen.samples(index, cats):
-        files, images, parts = [], [], []
+        files, images, parts, links = [], [], [], []
         for w in writers:
             enc = w.encode(sample)
             (images if isinstance(w, ImageWriter) else files).extend(enc.files)
             parts.extend(enc.parts)
+            links.extend(enc.links)
         folder.write_files(files + images)
+        folder.link_files(links)
         labels = [(a.category, float(a.visibility), float(a.truncation)) for a in sample.annotations]
         out.append((sample.split, labels, parts))
     return out

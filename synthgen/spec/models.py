@@ -241,6 +241,15 @@ class Augment(_Model):
     image: list[AugmentStep] = []
     """Applied to the finished image (noise, blur, JPEG, colour); pixel-level transforms only."""
 
+def check_voc_names(spec) -> None:
+    """VOC's labelmap.txt separates fields with ':' and comments with '#'."""
+    if "voc" in spec.output.formats:
+        for name in spec.classes:
+            if ":" in name or name.startswith("#"):
+                raise ValueError(f"class name {name!r}: Pascal VOC's labelmap.txt cannot hold a name with ':' "
+                                 "or starting with '#'; rename it or leave voc out of output.formats")
+
+
 def check_class_names(names) -> None:
     for name in names:
         if not name.strip():
@@ -249,6 +258,8 @@ def check_class_names(names) -> None:
             raise ValueError(f"class name {name!r} holds a control character (not allowed in XML and label files)")
         if len(name) > 200:
             raise ValueError(f"class name {name[:40]!r}... is longer than 200 characters")
+        if name != name.strip():
+            raise ValueError(f"class name {name!r} starts or ends with white space")
 
 
 Seed = Annotated[int, Field(ge=0, lt=2**63)]
@@ -283,6 +294,7 @@ class Spec(_Model):
 
     @model_validator(mode="after")
     def _checks(self) -> Spec:
+        check_voc_names(self)
         if len(set(self.write_blend_variants)) != len(self.write_blend_variants):
             raise ValueError("write_blend_variants lists a mode twice")
         return self

@@ -10,7 +10,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from .models import Augment, Dist, Output, Paths, Seed, _Model, check_class_names
+from .models import Augment, Dist, Output, Paths, Seed, _Model, check_class_names, check_voc_names
 
 
 class MeshClass(_Model):
@@ -142,6 +142,7 @@ class RendererSpec(_Model):
 
     @model_validator(mode="after")
     def _checks(self) -> RendererSpec:
+        check_voc_names(self)
         if self.augment.object:
             raise ValueError("augment.object is for the compositor; the renderer takes augment.image only")
         if self.materials.modes.get("texture") and not self.materials.textures:

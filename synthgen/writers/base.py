@@ -27,6 +27,9 @@ class Encoded:
     """The sample's own files: (path relative to the output folder, content)."""
     parts: list[tuple[str, str]] = field(default_factory=list)
     """(part name, text ending in a newline) to append to a whole-dataset file's part."""
+    links: list[tuple[str, str]] = field(default_factory=list)
+    """(path, existing path): a second name for a file already written (a hard link, or a copy
+    where the filesystem has none), made after the sample's other files."""
 
 
 class Writer:

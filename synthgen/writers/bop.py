@@ -71,9 +71,9 @@ class BopWriter(Writer):
         for i, name in enumerate(self.spec.classes):
             mesh = library.mesh(name).copy()
             mesh.apply_scale(1000.0)  # BOP models are in millimetres
-            out.write_file(f"bop/models/obj_{i + 1:06d}.ply", mesh.export(file_type="ply"))
+            out.write_file(f"bop/models/obj_{i + 1:06d}.ply", mesh.export(file_type="ply", vertex_normal=True))
             lo, hi = mesh.bounds
-            info[str(i + 1)] = {"diameter": float(np.linalg.norm(hi - lo)), "min_x": float(lo[0]), "min_y": float(lo[1]),
+            info[str(i + 1)] = {"diameter": model_diameter(mesh.vertices), "min_x": float(lo[0]), "min_y": float(lo[1]),
                                 "min_z": float(lo[2]), "size_x": float(hi[0] - lo[0]), "size_y": float(hi[1] - lo[1]),
                                 "size_z": float(hi[2] - lo[2]), "name": name}
         out.write_file("bop/models/models_info.json", (json.dumps(info, indent=1) + "\n").encode())
@@ -85,6 +85,25 @@ class BopWriter(Writer):
         for split in self.spec.output.split:
             for k in ("camera", "gt", "gt_info"):
                 out.assemble(f"bop/{split}/{SCENE}/scene_{k}.json", _json_object(out.part_lines(f"bop/{split}.{k}")))
+
+
+def model_diameter(vertices: np.ndarray) -> float:
+    """The largest distance between two vertices, as BOP defines a model's diameter (its pose
+    error thresholds scale with it). Attained between two vertices of the convex hull, so only
+    those are compared, in blocks."""
+    import trimesh
+
+    pts = np.asarray(vertices, np.float64)
+    try:
+        pts = trimesh.convex.convex_hull(pts).vertices
+    except Exception:  # noqa: BLE001 - flat or degenerate: compare all vertices
+        pass
+    best = 0.0
+    for start in range(0, len(pts), 1024):
+        block = pts[start : start + 1024]
+        d = ((block[:, None, :] - pts[None, start:, :]) ** 2).sum(-1)
+        best = max(best, float(d.max()))
+    return float(np.sqrt(best))
 
 
 def _json_object(lines: Iterator[str]) -> Iterator[str]:

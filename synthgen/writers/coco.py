@@ -29,6 +29,11 @@ from .masks import encode_rle, fill_small_holes, polygons
 # then the centre. Skeleton edges are 1-based, as COCO's are.
 KEYPOINT_NAMES = [f"corner_{'+' if i & 4 else '-'}x{'+' if i & 2 else '-'}y{'+' if i & 1 else '-'}z" for i in range(8)] + ["center"]
 BOX_SKELETON = [[a + 1, b + 1] for a in range(8) for b in range(a + 1, 8) if bin(a ^ b).count("1") == 1]
+# Per-keypoint OKS sigmas for pycocotools' keypoint evaluation (its defaults are the 17 of a
+# person): COCOeval(gt, dt, "keypoints") with params.kpt_oks_sigmas = np.array(these). 0.05
+# tolerates an error of about 10% of the object's size (sqrt(area)) at OKS 0.5, as the
+# person keypoints do for hips and shoulders.
+KEYPOINT_SIGMAS = [0.05] * 9
 
 
 def encode_coco(sample: Sample, file_name: str, segmentation: str = "rle", fill_holes: int = 16) -> dict[str, Any]:
@@ -93,6 +98,7 @@ class CocoWriter(Writer):
             for c in categories:
                 c["keypoints"] = KEYPOINT_NAMES
                 c["skeleton"] = BOX_SKELETON
+                c["keypoint_sigmas"] = KEYPOINT_SIGMAS
         for split in self.spec.output.split:
             out.assemble(f"annotations/instances_{split}.json", self._chunks(out, split, categories))
 

@@ -1,6 +1,11 @@
-"""Image files: OUT/images/<split>/<id>.<jpg|png>."""
+"""Image files: OUT/images/<split>/<id>.<jpg|png>, and beside them ``metadata.jsonl`` for Hugging
+Face ``datasets`` (``load_dataset("imagefolder", data_dir="OUT/images")``): per image its
+``file_name``, ``image_id`` (as in COCO), ``width``, ``height`` and ``objects`` {``bbox``: COCO
+xywh, ``category``: 0-based class id, ``area``: visible pixels}."""
 
 from __future__ import annotations
+
+import json
 
 import cv2
 
@@ -26,8 +31,19 @@ class ImageWriter(Writer):
 
     def encode(self, sample: Sample) -> Encoded:
         out = self.spec.output
-        return Encoded(files=[(self.image_file(sample), encode_image(sample.image, out.image_format, out.quality))])
+        path = self.image_file(sample)
+        W, H = sample.size
+        objects = {"bbox": [[a.bbox[0], a.bbox[1], a.bbox[2] - a.bbox[0], a.bbox[3] - a.bbox[1]] for a in sample.annotations],
+                   "category": [a.category_id for a in sample.annotations],
+                   "area": [int(a.area) for a in sample.annotations]}
+        meta = {"file_name": path.rsplit("/", 1)[1], "image_id": self.image_id(sample), "width": W, "height": H, "objects": objects}
+        return Encoded(files=[(path, encode_image(sample.image, out.image_format, out.quality))],
+                       parts=[(f"hf/{sample.split}", json.dumps(meta) + "\n")])
 
     def start(self, out, library) -> None:
         for split in self.spec.output.split:
             out.makedirs(f"images/{split}")
+
+    def finish(self, out) -> None:
+        for split in self.spec.output.split:
+            out.assemble(f"images/{split}/metadata.jsonl", out.part_lines(f"hf/{split}"))
