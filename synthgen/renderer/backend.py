@@ -199,9 +199,14 @@ class RendererBackend:
             pts = (np.array(obj.pose) @ np.c_[CORNERS * ext / 2, np.ones(9)].T).T
             cam = (world_to_cv @ pts.T).T[:, :3]
             corners_cam.append(cam)
-            z = np.maximum(cam[:, 2], scene.camera.znear)
-            uv = (Kmat @ (cam / z[:, None]).T).T[:, :2]
-            proj_boxes[k] = [uv[:8, 0].min() - 2, uv[:8, 1].min() - 2, uv[:8, 0].max() + 3, uv[:8, 1].max() + 3]
+            front = cam[:8, 2] > scene.camera.znear
+            if not front.any():  # wholly behind the camera: it draws nowhere
+                proj_boxes[k] = [0, 0, 0, 0]
+            elif not front.all():  # across the camera plane: its projection is unbounded
+                proj_boxes[k] = [-2, -2, W + 2, H + 2]
+            else:
+                uv = (Kmat @ (cam / cam[:, 2:3]).T).T[:, :2]
+                proj_boxes[k] = [uv[:8, 0].min() - 2, uv[:8, 1].min() - 2, uv[:8, 0].max() + 3, uv[:8, 1].max() + 3]
 
         visible_counts = np.bincount(imap.ravel(), minlength=k_n + 1)[1:] if k_n else np.zeros(0, np.int64)
         own_area = visible_counts.astype(np.int64)
@@ -217,6 +222,8 @@ class RendererBackend:
             # holding only k and background means k is whole, unless it is cut by the frame.
             # Only pixels nearer than k's farthest corner can be covering k (exact-safe).
             b = regions_of(proj_boxes[k], W, H)
+            if b[2] <= b[0] or b[3] <= b[1]:
+                continue  # its box lies wholly outside the frame: nothing of it is visible
             window = imap[b[1] : b[3], b[0] : b[2]]
             far = corners_cam[k][:8, 2].max()
             other = (window != 0) & (window != k + 1)
@@ -336,9 +343,11 @@ class RendererBackend:
 
 
 def regions_of(box, W: int, H: int) -> tuple[int, int, int, int]:
-    """A float xyxy box as whole pixels, clipped to the frame."""
-    return (max(0, int(math.floor(box[0]))), max(0, int(math.floor(box[1]))),
-            min(W, int(math.ceil(box[2]))), min(H, int(math.ceil(box[3]))))
+    """A float xyxy box as whole pixels, clipped to the frame; empty (x1 = x0 or y1 = y0) when
+    it lies wholly outside, on any side."""
+    x0 = min(W, max(0, int(math.floor(box[0]))))
+    y0 = min(H, max(0, int(math.floor(box[1]))))
+    return x0, y0, max(x0, min(W, int(math.ceil(box[2])))), max(y0, min(H, int(math.ceil(box[3]))))
 
 
 def _overlap(a, b) -> bool:
