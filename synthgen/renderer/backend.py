@@ -58,6 +58,7 @@ class RendererBackend:
         pyrender = import_pyrender()
         self._renderer = process_renderer(*self.spec.output.size)
         self.pr = pyrender
+        self._label_pass = pyrender.RenderFlags.SEG | pyrender.RenderFlags.SKIP_CULL_FACES
         self.scene = ordered_light_scene(pyrender)(bg_color=[0, 0, 0, 0], ambient_light=[0.2, 0.2, 0.2])
         self.cam_node = self.scene.add(pyrender.IntrinsicsCamera(500, 500, 320, 240), pose=np.eye(4))
         import trimesh
@@ -93,6 +94,8 @@ class RendererBackend:
         while len(slots) <= i:
             if not slots:
                 mesh = self.pr.Mesh.from_trimesh(self.lib.mesh(category), smooth=False)
+                for p in mesh.primitives:  # open scans: both sides drawn (and lit, see gl.py)
+                    p.material.doubleSided = self.spec.materials.double_sided
             else:  # another instance: its own primitives (own material slot), shared textures
                 mesh = self.pr.Mesh([self.pr.Primitive(positions=p.positions, normals=p.normals, texcoord_0=p.texcoord_0,
                                                        color_0=p.color_0, indices=p.indices, material=p.material, mode=p.mode)
@@ -184,7 +187,9 @@ class RendererBackend:
         # Depth from the segmentation pass: no multisampling there, so a pixel's depth and its
         # owner in the instance map come from the same sample (its centre).
         r._renderer.synthgen_read = {"depth": True, "ids_red": ids_red}
-        seg, depth = r.render(self.scene, flags=pr.RenderFlags.SEG, seg_node_map=seg_map)
+        # Label passes draw every face whichever way it faces: an open mesh (a scan with holes, a
+        # bowl, a single-sided plane) shows its inside or back, and those pixels are its own too.
+        seg, depth = r.render(self.scene, flags=self._label_pass, seg_node_map=seg_map)
         r._renderer.synthgen_read = {"depth": False, "ids_red": ids_red}
         imap = ids_from_seg(seg)
 
@@ -308,7 +313,7 @@ class RendererBackend:
             for tx in range(0, w, t):
                 tw, th = min(t, w - tx), min(t, h - ty)
                 self._camera(fx, fy, cx - x0 - tx, cy - y0 - ty, cam, tw, th)
-                seg, _ = self._renderer.render(self.scene, flags=self.pr.RenderFlags.SEG, seg_node_map=seg_map)
+                seg, _ = self._renderer.render(self.scene, flags=self._label_pass, seg_node_map=seg_map)
                 if out is None:
                     return ids_from_seg(seg)
                 out[ty : ty + th, tx : tx + tw] = ids_from_seg(seg)
@@ -319,7 +324,8 @@ class RendererBackend:
             for p, m in zip(mesh.primitives, originals):
                 p.material = m
             return
-        kwargs = {"metallicFactor": mat["metallic"], "roughnessFactor": mat["roughness"]}
+        kwargs = {"metallicFactor": mat["metallic"], "roughnessFactor": mat["roughness"],
+                  "doubleSided": self.spec.materials.double_sided}
         if mat["mode"] == "texture":
             new = self.pr.MetallicRoughnessMaterial(baseColorTexture=self._texture(mat["texture"]), **kwargs)
         else:

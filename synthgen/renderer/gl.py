@@ -73,16 +73,12 @@ def tune_renderer(renderer) -> None:
     """
     import sys
 
-    from OpenGL.GL import (GL_COLOR_ATTACHMENT0, GL_COLOR_BUFFER_BIT, GL_DEPTH_ATTACHMENT, GL_DEPTH_BUFFER_BIT,
-                           GL_DEPTH_COMPONENT, GL_DEPTH_COMPONENT24, GL_DEPTH_TEST, GL_DRAW_FRAMEBUFFER, GL_FLOAT,
-                           GL_FRAMEBUFFER, GL_LESS, GL_LINEAR, GL_MAX_RENDERBUFFER_SIZE, GL_MAX_VIEWPORT_DIMS, GL_NEAREST,
-                           GL_READ_FRAMEBUFFER, GL_RED, GL_RENDERBUFFER, GL_RGB, GL_RGBA, GL_RGBA8, GL_SCISSOR_TEST,
-                           GL_TRUE, GL_UNPACK_ALIGNMENT, GL_UNSIGNED_BYTE, glBindFramebuffer,
-                           glBindRenderbuffer, glBlitFramebuffer, glDeleteFramebuffers,
-                           glDeleteRenderbuffers, glDepthFunc, glDepthMask, glDepthRange, glDisable, glEnable,
-                           glFramebufferRenderbuffer, glGenFramebuffers, glGenRenderbuffers, glGetIntegerv, glPixelStorei,
-                           glReadPixels, glRenderbufferStorage, glScissor, glViewport)
+    from OpenGL.GL import GL_UNPACK_ALIGNMENT, glPixelStorei
     from pyrender.constants import RenderFlags
+
+    # Back faces lit from their own side: pyrender's shader keeps the normal of a face seen from
+    # behind, so the inside of an open mesh would be lit as if it faced away.
+    renderer._program_cache.shader_dir = _shaders_with_two_sided_lighting()
 
     upload = renderer._update_context
 
@@ -95,11 +91,49 @@ def tune_renderer(renderer) -> None:
 
     renderer._update_context = update_context
 
+    # pyrender's segmentation branch enables back-face culling whatever the flags say; a pass that
+    # asks for SKIP_CULL_FACES (synthgen's label passes) must see both sides of open meshes.
+    import pyrender.renderer as pyrender_renderer
+    from OpenGL.GL import GL_CULL_FACE
+
+    gl_enable = pyrender_renderer.glEnable
+    renderer.synthgen_no_cull = False
+
+    def enable(cap):
+        if cap == GL_CULL_FACE and renderer.synthgen_no_cull:
+            return
+        gl_enable(cap)
+
+    pyrender_renderer.glEnable = enable
+
     # The largest window side a plain segmentation pass takes (known after the first pass);
     # callers draw larger windows in tiles.
     renderer.synthgen_window_limit = None
-    if sys.platform == "darwin":  # pyrender resizes framebuffers for retina there; keep its own
-        return
+    if sys.platform != "darwin":  # pyrender resizes framebuffers for retina there; keep its own
+        _tune_passes(renderer)
+
+    configure = renderer._configure_forward_pass_viewport  # the outermost wrapper: every pass
+
+    def note_culling(flags):
+        renderer.synthgen_no_cull = bool(flags & RenderFlags.SKIP_CULL_FACES)
+        return configure(flags)
+
+    renderer._configure_forward_pass_viewport = note_culling
+
+
+def _tune_passes(renderer) -> None:
+    """Single-sample segmentation passes, the framebuffer read, the node sort and uniform
+    lookups (see ``tune_renderer``)."""
+    from OpenGL.GL import (GL_COLOR_ATTACHMENT0, GL_COLOR_BUFFER_BIT, GL_DEPTH_ATTACHMENT, GL_DEPTH_BUFFER_BIT,
+                           GL_DEPTH_COMPONENT, GL_DEPTH_COMPONENT24, GL_DEPTH_TEST, GL_DRAW_FRAMEBUFFER, GL_FLOAT,
+                           GL_FRAMEBUFFER, GL_LESS, GL_LINEAR, GL_MAX_RENDERBUFFER_SIZE, GL_MAX_VIEWPORT_DIMS, GL_NEAREST,
+                           GL_READ_FRAMEBUFFER, GL_RED, GL_RENDERBUFFER, GL_RGB, GL_RGBA, GL_RGBA8, GL_SCISSOR_TEST,
+                           GL_TRUE, GL_UNSIGNED_BYTE, glBindFramebuffer,
+                           glBindRenderbuffer, glBlitFramebuffer, glDeleteFramebuffers,
+                           glDeleteRenderbuffers, glDepthFunc, glDepthMask, glDepthRange, glDisable, glEnable,
+                           glFramebufferRenderbuffer, glGenFramebuffers, glGenRenderbuffers, glGetIntegerv,
+                           glReadPixels, glRenderbufferStorage, glScissor, glViewport)
+    from pyrender.constants import RenderFlags
 
     plain = {"fb": None, "rbs": None, "size": (0, 0), "on": False}
 
@@ -199,6 +233,30 @@ def tune_renderer(renderer) -> None:
         return program
 
     cache.get_program = get_program_cached
+
+
+def _shaders_with_two_sided_lighting() -> str:
+    """A copy of pyrender's shader folder (made once per process, removed at exit) whose
+    fragment shader turns the normal of a back face towards the viewer."""
+    import atexit
+    import shutil
+    import tempfile
+
+    import pyrender
+
+    src = os.path.join(os.path.dirname(pyrender.__file__), "shaders")
+    dst = tempfile.mkdtemp(prefix="synthgen-shaders-")
+    atexit.register(shutil.rmtree, dst, True)
+    for name in os.listdir(src):
+        shutil.copy(os.path.join(src, name), dst)
+    anchor = "    vec3 n = normalize(get_normal());\n"
+    with open(os.path.join(src, "mesh.frag")) as f:
+        frag = f.read()
+    if anchor not in frag:  # pyrender is pinned; a different one must be looked at again
+        raise SynthgenError("pyrender's mesh.frag is not the one synthgen was made for (pyrender==0.1.45)")
+    with open(os.path.join(dst, "mesh.frag"), "w") as f:
+        f.write(frag.replace(anchor, anchor + "    if (!gl_FrontFacing) n = -n;\n"))
+    return dst
 
 
 def ordered_light_scene(pyrender):

@@ -91,6 +91,9 @@ class Materials(_Model):
     metallic: Dist(0, 1) = [0.0, 0.4]
     roughness: Dist(0, 1) = [0.3, 1.0]
     textures: Paths = []
+    double_sided: bool = True
+    """Draw (and light) both sides of every face in the colour pass, so the inside of an open
+    mesh shows. Label passes always draw both sides."""
 
 
 
