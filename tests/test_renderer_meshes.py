@@ -101,3 +101,98 @@ def test_open_meshes_are_labelled_whole_from_any_side(shared, open_meshes):
     assert n > 500 and share > 0.995, f"{share:.4f} of {n} projected vertices on their amodal masks"
     seen = {a.category for i in range(12) for a in g[i].annotations}
     assert seen == {"open_box", "bowl", "plane"}  # a plane seen from behind is labelled too
+
+
+def _duck_copy(shared, tmp_path, mtl_line: str):
+    d = tmp_path / "duck"
+    d.mkdir()
+    src = shared / "meshes" / "duck"
+    (d / "duck.obj").write_bytes((src / "duck.obj").read_bytes())
+    (d / "duckCM.png").write_bytes((src / "duckCM.png").read_bytes())
+    mtl = (src / "duck.mtl").read_text()
+    (d / "duck.mtl").write_text("\n".join(mtl_line if ln.startswith("map_Kd") else ln for ln in mtl.splitlines()) + "\n")
+    return d / "duck.obj"
+
+
+def _object_colour(g: Generator, category: str) -> np.ndarray:
+    """Mean colour of the object's visible pixels over a few samples."""
+    pix = []
+    for i in range(4):
+        s = g[i]
+        pix += [s.image[a.mask] for a in s.annotations if a.category == category]
+    return np.concatenate(pix).mean(0)
+
+
+@pytest.mark.parametrize("line", ["map_Kd .\\duckCM.png", "map_Kd textures\\..\\duckCM.png", "map_Kd -s 1 1 1 DUCKCM.PNG"])
+def test_textures_named_the_windows_way_are_found(shared, tmp_path, line):
+    import warnings
+
+    raw = _spec(shared, background={"modes": {"color": 1}}, distractors={"count": 0})
+    raw["classes"] = {"duck": {"mesh": str(_duck_copy(shared, tmp_path, line)), "size": 0.12}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # found: no warning
+        g = Generator(spec_from_dict(raw))
+        g.check()
+    assert getattr(g.library.mesh("duck").visual.material, "image", None) is not None
+    r, gr, b = _object_colour(g, "duck")
+    assert r > gr > b and r > 1.5 * b  # the duck's orange, not the untextured grey
+
+
+def test_a_lost_texture_is_a_warning_naming_it_and_not_a_black_mesh(shared, tmp_path):
+    from synthgen.renderer.meshes import SynthgenWarning
+
+    raw = _spec(shared, background={"modes": {"color": 1}}, distractors={"count": 0})
+    raw["classes"] = {"duck": {"mesh": str(_duck_copy(shared, tmp_path, "map_Kd nowhere.png")), "size": 0.12}}
+    with pytest.warns(SynthgenWarning, match=r"duck.obj: texture 'nowhere.png' .* was not found"):
+        g = Generator(spec_from_dict(raw))
+        g.check()
+    assert _object_colour(g, "duck").mean() > 60  # a lit grey, not near-black metal
+
+
+def test_a_y_up_gltf_stands_on_its_base(shared, tmp_path):
+    import trimesh
+
+    post = trimesh.creation.box(extents=(0.02, 0.1, 0.03))  # tall along y, as glTF has it
+    post.export(str(tmp_path / "post.glb"))
+    post.export(str(tmp_path / "post.obj"))
+    raw = _spec(shared)
+    raw["placement"].update(upright=1.0)
+    raw["classes"] = {"glb": {"mesh": str(tmp_path / "post.glb"), "size": 0.1},
+                      "obj_y": {"mesh": str(tmp_path / "post.obj"), "size": 0.1, "up_axis": "y"},
+                      "obj_z": {"mesh": str(tmp_path / "post.obj"), "size": 0.1}}
+    g = Generator(spec_from_dict(raw))
+    for c in ("glb", "obj_y"):
+        assert np.argmax(g.library.mesh(c).extents) == 2  # tallest along z: it stands
+    assert np.argmax(g.library.mesh("obj_z").extents) == 1  # as written: lying on its side
+    scene = g.plan(0)
+    for o in scene.objects:
+        if o.category in ("glb", "obj_y"):
+            R = np.array(o.pose)[:3, :3]
+            assert abs(R[2, 2]) > 0.999  # upright: turned about z only, its top still up
+
+
+def test_shading_is_smooth_where_the_surface_is_and_creased_where_it_is_not(shared, tmp_path):
+    import trimesh
+
+    trimesh.creation.icosphere(subdivisions=3, radius=0.5).export(str(tmp_path / "ball.ply"))
+    trimesh.creation.box(extents=(1, 1, 1)).export(str(tmp_path / "cube.ply"))
+    raw = _spec(shared)
+    raw["classes"] = {"ball": {"mesh": str(tmp_path / "ball.ply"), "size": 0.1},
+                      "cube": {"mesh": str(tmp_path / "cube.ply"), "size": 0.1},
+                      "flat_ball": {"mesh": str(tmp_path / "ball.ply"), "size": 0.1, "shading": "flat"}}
+    g = Generator(spec_from_dict(raw))
+    g.backend._setup()
+
+    def normals_off_faces(c: str) -> float:
+        """Mean angle (degrees) between each drawn vertex normal and the normals of its faces."""
+        prim = g.backend._slot(c, 0)[1].primitives[0]
+        pos, nrm = prim.positions, prim.normals
+        idx = (prim.indices if prim.indices is not None else np.arange(len(pos))).reshape(-1, 3).astype(int)
+        fn = np.cross(pos[idx[:, 1]] - pos[idx[:, 0]], pos[idx[:, 2]] - pos[idx[:, 0]])
+        fn /= np.linalg.norm(fn, axis=1, keepdims=True)
+        cos = np.clip((nrm[idx] * fn[:, None, :]).sum(-1), -1, 1)
+        return float(np.degrees(np.arccos(cos)).mean())
+
+    assert normals_off_faces("ball") > 3.0  # smooth: vertex normals between its faces'
+    assert normals_off_faces("flat_ball") < 0.01  # faceted
+    assert normals_off_faces("cube") < 0.01  # the creases kept: a smooth-shaded cube would be a blob

@@ -93,9 +93,13 @@ class RendererBackend:
         slots = self._slots.setdefault(category, [])
         while len(slots) <= i:
             if not slots:
-                mesh = self.pr.Mesh.from_trimesh(self.lib.mesh(category), smooth=False)
-                for p in mesh.primitives:  # open scans: both sides drawn (and lit, see gl.py)
-                    p.material.doubleSided = self.spec.materials.double_sided
+                source = self.lib.render_mesh(category)
+                mesh = self.pr.Mesh.from_trimesh(source, smooth=self.spec.classes[category].shading != "flat")
+                mtl = type(getattr(source.visual, "material", None)).__name__ == "SimpleMaterial"
+                for p in mesh.primitives:
+                    p.material.doubleSided = self.spec.materials.double_sided  # open scans: both sides
+                    if mtl:  # an OBJ's MTL has no metalness; pyrender's default of 1.0 renders it dark metal
+                        p.material.metallicFactor = 0.0
             else:  # another instance: its own primitives (own material slot), shared textures
                 mesh = self.pr.Mesh([self.pr.Primitive(positions=p.positions, normals=p.normals, texcoord_0=p.texcoord_0,
                                                        color_0=p.color_0, indices=p.indices, material=p.material, mode=p.mode)

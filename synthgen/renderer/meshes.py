@@ -1,12 +1,19 @@
 """Meshes and images named by a renderer spec: listed and loaded once per process.
 
-Meshes are normalised to metres when loaded (``size``: longest extent; ``scale``: metres per
-unit) and centred so that their bounding-box centre is the model origin; poses in labels refer
-to that frame (the BOP models written beside the data are in the same frame, in millimetres).
+Meshes are turned z-up when loaded (``up_axis``: glTF is y-up by definition, other formats are
+taken as z-up unless the class says otherwise), normalised to metres (``size``: longest extent;
+``scale``: metres per unit) and centred so that their bounding-box centre is the model origin;
+poses in labels refer to that frame (the BOP models written beside the data are in the same
+frame, in millimetres).
+
+Textures named by an OBJ's MTL are found even when written as Windows paths (``.\\tex.jpg``), with
+options before the file name, or in another letter case; one that cannot be found is a warning
+naming the files, not a silently grey mesh.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections import OrderedDict
 from pathlib import Path
 
@@ -21,8 +28,67 @@ IMAGE_CACHE = 64  # decoded textures and photos kept per process
 MESH_EXTS = (".obj", ".glb", ".gltf", ".ply", ".stl", ".off")
 
 
-def load_mesh(path: Path, size: float | None, scale: float | None):
-    """A single trimesh.Trimesh in metres, centred on its bounding box (textures kept)."""
+# Rotations that turn a mesh's up axis into +z.
+UP_ROTATIONS = {
+    "z": np.eye(3),
+    "-z": np.diag([1.0, -1.0, -1.0]),
+    "y": np.array([[1.0, 0, 0], [0, 0, -1], [0, 1, 0]]),
+    "-y": np.array([[1.0, 0, 0], [0, 0, 1], [0, -1, 0]]),
+    "x": np.array([[0.0, 0, -1], [0, 1, 0], [1, 0, 0]]),
+    "-x": np.array([[0.0, 0, 1], [0, 1, 0], [-1, 0, 0]]),
+}
+
+
+def default_up_axis(path: Path) -> str:
+    """glTF is y-up by definition; other formats carry no convention: z-up, as synthgen's world."""
+    return "y" if path.suffix.lower() in (".glb", ".gltf") else "z"
+
+
+class SynthgenWarning(UserWarning):
+    """Something synthgen worked around, that the user should know about (shown once)."""
+
+
+_warned: set[str] = set()
+
+
+def warn_once(message: str) -> None:
+    if message not in _warned:
+        _warned.add(message)
+        warnings.warn(message, SynthgenWarning, stacklevel=3)
+
+
+def _resolver(path: Path):
+    """trimesh's file resolver, more forgiving about how an MTL names its textures, and keeping
+    the names it could not find."""
+    from trimesh.resolvers import FilePathResolver
+
+    class Resolver(FilePathResolver):
+        missing: list[str] = []
+
+        def get(self, name: str):
+            raw = name.strip()
+            cands = [raw, raw.replace("\\", "/"), raw.split()[-1] if raw.split() else raw]
+            cands += [c.replace("\\", "/").lstrip("./").lstrip("/") for c in cands]
+            cands += [c.rsplit("/", 1)[-1] for c in list(cands)]
+            for c in dict.fromkeys(cands):
+                try:
+                    return super().get(c)
+                except Exception:  # noqa: BLE001 - trimesh raises several types for a missing file
+                    pass
+            lowered = {p.name.lower(): p.name for p in Path(self.parent).iterdir()} if Path(self.parent).is_dir() else {}
+            hit = lowered.get(cands[-1].lower())
+            if hit is not None:
+                return super().get(hit)
+            self.missing.append(raw)
+            raise FileNotFoundError(raw)
+
+    r = Resolver(str(path), allow_anywhere=True)  # MTLs name ../textures/... too; reading is harmless
+    r.missing = []
+    return r
+
+
+def load_mesh(path: Path, size: float | None, scale: float | None, up_axis: str | None = None):
+    """A single trimesh.Trimesh, z-up, in metres, centred on its bounding box (textures kept)."""
     import trimesh
 
     name = shown(path)
@@ -35,7 +101,8 @@ def load_mesh(path: Path, size: float | None, scale: float | None):
             raise SpecError(f"{name}: is empty (0 bytes)")
         # unprocessed first: processing would silently drop non-finite vertices (and the faces
         # using them); checked below, then processed as trimesh.load would have
-        loaded = trimesh.load(str(path), force=None, process=False)
+        resolver = _resolver(path)
+        loaded = trimesh.load(str(path), force=None, process=False, resolver=resolver)
     except SpecError:
         raise
     except Exception as e:  # noqa: BLE001 - trimesh raises many types for bad files
@@ -52,8 +119,16 @@ def load_mesh(path: Path, size: float | None, scale: float | None):
         raise SpecError(f"{name}: the mesh has vertices that are not finite numbers (NaN or inf)")
     if float(np.max(loaded.extents)) <= 0:
         raise SpecError(f"{name}: the mesh has no extent (all vertices at one point)")
+    for name_ in dict.fromkeys(resolver.missing):
+        warn_once(f"{name}: texture {name_!r} (named in its material file) was not found beside it; "
+                  "the mesh renders untextured")
     loaded.process()
     mesh = loaded.copy()
+    rot = UP_ROTATIONS[up_axis or default_up_axis(path)]
+    if rot is not UP_ROTATIONS["z"]:
+        T = np.eye(4)
+        T[:3, :3] = rot
+        mesh.apply_transform(T)
     mesh.apply_translation(-mesh.bounds.mean(axis=0))
     factor = scale if scale is not None else size / float(np.max(mesh.extents))
     mesh.apply_scale(factor)
@@ -124,7 +199,21 @@ class MeshLibrary:
         m = self._meshes.get(category)
         if m is None:
             c = self.spec.classes[category]
-            m = self._meshes[category] = load_mesh(self.mesh_files[category], c.size if c.scale is None else None, c.scale)
+            m = self._meshes[category] = load_mesh(self.mesh_files[category], c.size if c.scale is None else None, c.scale, c.up_axis)
+        return m
+
+    def render_mesh(self, category: str):
+        """The mesh as drawn: the same triangles, with vertices split along sharp edges when the
+        class's ``shading`` is auto, so that smooth shading keeps creases (trimesh's
+        ``smooth_shade``, at 30 degrees)."""
+        import trimesh
+
+        key = f"render:{category}"
+        m = self._meshes.get(key)
+        if m is None:
+            mesh = self.mesh(category)
+            shading = self.spec.classes[category].shading
+            m = self._meshes[key] = trimesh.graph.smooth_shade(mesh, angle=np.radians(30)) if shading == "auto" else mesh
         return m
 
     def has_uv(self, category: str) -> bool:

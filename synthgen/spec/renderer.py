@@ -21,6 +21,12 @@ class MeshClass(_Model):
     scale: Annotated[float, Field(gt=0)] | None = None
     """Metres per mesh unit, instead of ``size``."""
     weight: Annotated[float, Field(gt=0)] = 1.0
+    up_axis: Literal["z", "y", "x", "-z", "-y", "-x"] | None = None
+    """The mesh file's up axis; it is turned to +z. Default from the format: glTF/GLB are y-up by
+    definition, OBJ/PLY/STL/OFF are taken as z-up (many scans are y-up: say so here)."""
+    shading: Literal["auto", "smooth", "flat"] = "auto"
+    """auto: smooth, with creases kept where faces meet at more than 30 degrees; smooth: normals
+    averaged over every vertex; flat: faceted."""
     min_visibility: Annotated[float, Field(ge=0, le=1)] | None = None
     min_area: Annotated[int, Field(ge=1)] | None = None
 
