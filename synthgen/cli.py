@@ -156,6 +156,11 @@ def generate(
     if not any(summary["instances_per_class"].values()):
         _say("warning: no object was labelled: every object fell below min_visibility or min_area "
              "(lower them, or raise placement.scale_range)")
+    for c, r in summary["placement"].items():
+        if r["placed"] < r["requested"]:
+            _say(f"  {c}: {r['placed']} of {r['requested']} requested objects placed ({r['requested'] - r['placed']} found no free spot)")
+        if r.get("upscale_capped"):
+            _say(f"  {c}: max_upscale capped the size of {r['upscale_capped']} of {r['placed']} objects (small cutouts)")
     for c, entry in summary["targets"].items():
         for key, r in entry.items():
             lo, hi = r["target"]

@@ -35,25 +35,38 @@ def annotate(spec: Spec, scene, render: Render) -> list[Annotation]:
         p = spec.placement_for(obj.category)
         if visibility < p.min_visibility or area < p.min_area:
             continue
+        if p.min_thickness > 0 and thickness(window) < p.min_thickness:
+            continue
         cols = np.flatnonzero(window.any(axis=0))
         rows = np.flatnonzero(window.any(axis=1))
         bbox = (float(x0 + cols[0]), float(y0 + rows[0]), float(x0 + cols[-1] + 1), float(y0 + rows[-1] + 1))
         mask = np.zeros((H, W), bool)
         mask[y0:y1, x0:x1] = window
         out.append(Annotation(obj.category, names.index(obj.category), bbox, mask, area, visibility, truncation, k))
+    if "amodal_boxes" in render.extras:
+        annotate_amodal(out, render)
     return out
 
 
-def annotate_3d(annotations: list[Annotation], render: Render) -> None:
-    """Add the renderer's amodal box and mask, pose and projected 3D box keypoints, in place."""
+def thickness(mask: np.ndarray) -> float:
+    """How thick a mask is at its thickest, in pixels: the width of the widest stroke (the
+    diameter of the largest inscribed disc). From pixel centres: a pixel d away from the nearest
+    outside pixel sits in a stroke 2d - 1 wide (exact for odd widths, one less for even)."""
+    import cv2
+
+    padded = np.pad(mask.astype(np.uint8), 1)
+    return max(0.0, 2.0 * float(cv2.distanceTransform(padded, cv2.DIST_L2, 5).max()) - 1.0)
+
+
+def annotate_amodal(annotations: list[Annotation], render: Render) -> None:
+    """The amodal box (the object drawn alone; it may reach outside the frame) and, when asked
+    for, the amodal mask (the same, cut to the frame), in place. Every backend gives them."""
     ex = render.extras
-    depth, K = ex["depth"], ex["K"]
-    H, W = depth.shape
+    H, W = render.instance_map.shape
     for a in annotations:
         k = a.object_index
         x0, y0, x1, y1 = ex["amodal_boxes"][k]
         a.amodal_bbox = (float(x0), float(y0), float(x1), float(y1))
-        a.pose = ex["poses"][k]
         m = ex["amodal_masks"].get(k)
         if ex["want_amodal_masks"] and m is not None:
             mask, ox, oy = m
@@ -63,6 +76,17 @@ def annotate_3d(annotations: list[Annotation], render: Render) -> None:
             if sx1 > sx0 and sy1 > sy0:
                 full[oy + sy0 : oy + sy1, ox + sx0 : ox + sx1] = mask[sy0:sy1, sx0:sx1]
             a.amodal_mask = full
+
+
+def annotate_3d(annotations: list[Annotation], render: Render) -> None:
+    """Add the renderer's pose and projected 3D box keypoints, in place (amodal boxes and masks
+    come from ``annotate``)."""
+    ex = render.extras
+    depth, K = ex["depth"], ex["K"]
+    H, W = depth.shape
+    for a in annotations:
+        k = a.object_index
+        a.pose = ex["poses"][k]
         pts = ex["corners"][k]
         kp = np.zeros((len(pts), 3))
         for i, (X, Y, Z) in enumerate(pts):

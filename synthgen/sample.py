@@ -32,9 +32,9 @@ class Annotation:
     object_index: int
     """Index of this object in ``scene.objects``."""
     amodal_bbox: tuple[float, float, float, float] | None = None
-    """Renderer: box of the whole object drawn alone, xyxy pixels; may reach outside the frame."""
+    """Box of the whole object drawn alone, xyxy pixels; may reach outside the frame."""
     amodal_mask: np.ndarray | None = None
-    """Renderer, with amodal masks on: (H, W) bool, the whole object drawn alone, in the frame."""
+    """With amodal masks on: (H, W) bool, the whole object drawn alone, cut to the frame."""
     pose: np.ndarray | None = None
     """Renderer: (4, 4) model-to-camera, OpenCV camera axes (x right, y down, z forward), metres."""
     keypoints: np.ndarray | None = None

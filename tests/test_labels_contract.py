@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from synthgen import Generator
 from synthgen.compositor.assets import ALPHA_ON
 from synthgen.compositor.backend import rasterize
-from synthgen.labels import annotate
+from synthgen.labels import annotate, thickness
 from synthgen.compositor.planning import BackgroundPlan, ObjectPlan, Scene, object_cutout
 from synthgen.spec import spec_from_dict
 
@@ -64,15 +64,31 @@ def check_sample(gen: Generator, sample) -> None:
         assert abs(a.visibility - m.sum() / own) < 1e-9
         assert abs(a.truncation - (own - int(in_frame[k].sum())) / own) < 1e-9
         assert 0 < a.visibility <= 1 and 0 <= a.truncation < 1
+        # amodal: the box of the object drawn alone (it may reach outside the frame), and with
+        # amodal masks on its mask cut to the frame, which holds every visible pixel
+        am, px, py = alone[k]
+        ys, xs = np.nonzero(am)
+        assert a.amodal_bbox == (xs.min() - px, ys.min() - py, xs.max() + 1 - px, ys.max() + 1 - py)
+        if gen.spec.placement.amodal_masks:
+            np.testing.assert_array_equal(a.amodal_mask, in_frame[k])
+            assert not (m & ~a.amodal_mask).any()
         assert a.category == scene.objects[k].category
         assert gen.spec.categories[a.category_id] == a.category
+        p = gen.spec.placement_for(a.category)
+        assert p.min_thickness == 0 or thickness(m) >= p.min_thickness
+    for obj in scene.objects:  # max_upscale: never drawn larger than that times the cutout's size
+        if obj.shape is None:
+            cut = object_cutout(gen.library, obj)
+            assert obj.size_px <= gen.spec.placement_for(obj.category).max_upscale * max(cut.size) + 1e-9
+            assert obj.upscale_capped == (obj.size_px >= gen.spec.placement_for(obj.category).max_upscale * max(cut.size) - 1e-9)
     for k, obj in enumerate(scene.objects):
         if k in labelled or obj.category is None:  # labelled, or a distractor (never labelled)
             continue
         visible = int((top == k + 1).sum())
         own = int(alone[k][0].sum())
         p = gen.spec.placement_for(obj.category)
-        assert visible == 0 or visible / own < p.min_visibility or visible < p.min_area, (
+        thin = p.min_thickness > 0 and thickness(top == k + 1) < p.min_thickness
+        assert visible == 0 or visible / own < p.min_visibility or visible < p.min_area or thin, (
             f"object {k} is visible enough ({visible}/{own}) but has no label"
         )
 
@@ -93,6 +109,9 @@ specs = st.fixed_dictionaries({
     "distractors": st.integers(0, 3),
     "augment": st.booleans(),
     "visibility_range": st.sampled_from([None, [0.3, 0.7]]),
+    "amodal_masks": st.booleans(),
+    "min_thickness": st.sampled_from([0, 0, 4]),
+    "max_upscale": st.sampled_from([2.0, 0.5]),
 })
 
 
@@ -112,6 +131,9 @@ def test_every_label_matches_a_brute_force_recount(assets, params, index):
         "max_truncation": params["max_truncation"],
         "min_visibility": params["min_visibility"],
         "min_area": params["min_area"],
+        "amodal_masks": params["amodal_masks"],
+        "min_thickness": params["min_thickness"],
+        "max_upscale": params["max_upscale"],
     }
     if params["visibility_range"] and params["min_visibility"] <= 0.3:
         raw["placement"]["visibility_range"] = params["visibility_range"]

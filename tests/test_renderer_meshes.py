@@ -196,3 +196,26 @@ def test_shading_is_smooth_where_the_surface_is_and_creased_where_it_is_not(shar
     assert normals_off_faces("ball") > 3.0  # smooth: vertex normals between its faces'
     assert normals_off_faces("flat_ball") < 0.01  # faceted
     assert normals_off_faces("cube") < 0.01  # the creases kept: a smooth-shaded cube would be a blob
+
+
+def test_objects_that_do_not_fit_are_reported(shared, tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from synthgen.cli import app
+
+    from .conftest import write_spec
+
+    raw = _spec(shared, objects_per_image=[7, 8], distractors={"count": 0})
+    raw["placement"].update(area=[[-0.05, -0.05], [0.05, 0.05]])  # a crowd on a 10 cm square
+    raw["output"]["formats"] = ["coco"]
+    r = CliRunner().invoke(app, ["generate", str(write_spec(tmp_path / "s.yaml", raw)), "--n", "3", "--out", str(tmp_path / "o")])
+    assert r.exit_code == 0, r.output
+    placement = json.loads((tmp_path / "o" / "dataset.json").read_text())["placement"]
+    requested = sum(v["requested"] for v in placement.values())
+    placed = sum(v["placed"] for v in placement.values())
+    assert requested >= 21 and placed < requested
+    assert "requested objects placed" in r.output and "found no free spot" in r.output
+    manifest = [json.loads(x) for x in (tmp_path / "o" / "manifest.jsonl").read_text().splitlines()]
+    assert sum(len(m["scene"]["requested"]) for m in manifest) == requested

@@ -116,6 +116,9 @@ class CompositorBackend:
         own_area = np.zeros(k_n, np.int64)
         inframe = np.zeros(k_n, np.int64)
         regions = np.zeros((k_n, 4), np.int64)
+        amodal_boxes = np.zeros((k_n, 4))
+        amodal_masks: dict[int, tuple[np.ndarray, int, int]] = {}
+        want_masks = self.lib.spec.placement.amodal_masks
         for k, obj in enumerate(scene.objects):
             patch, x0, y0 = rasterize(object_cutout(self.lib, obj), obj)
             if obj.augment_seed is not None and self.augmenter.object is not None:
@@ -123,6 +126,11 @@ class CompositorBackend:
             ph, pw = patch.shape[:2]
             own = patch[..., 3] >= ALPHA_ON
             own_area[k] = int(np.count_nonzero(own))
+            if obj.labelled and own_area[k]:  # the object drawn alone: its amodal box (and mask)
+                rows, cols = np.flatnonzero(own.any(axis=1)), np.flatnonzero(own.any(axis=0))
+                amodal_boxes[k] = (x0 + cols[0], y0 + rows[0], x0 + cols[-1] + 1, y0 + rows[-1] + 1)
+                if want_masks:
+                    amodal_masks[k] = (own, x0, y0)
             ix0, iy0, ix1, iy1 = max(0, x0), max(0, y0), min(W, x0 + pw), min(H, y0 + ph)
             regions[k] = (ix0, iy0, ix1, iy1)
             if ix1 <= ix0 or iy1 <= iy0:
@@ -142,4 +150,5 @@ class CompositorBackend:
             imap[iy0:iy1, ix0:ix1][sub_own] = k + 1
         if scene.image_augment_seed is not None and self.augmenter.image is not None:
             image = np.ascontiguousarray(self.augmenter.apply_image(image, scene.image_augment_seed))
-        return Render(image, imap, own_area, inframe, regions)
+        return Render(image, imap, own_area, inframe, regions,
+                      {"amodal_boxes": amodal_boxes, "amodal_masks": amodal_masks, "want_amodal_masks": want_masks})

@@ -61,6 +61,8 @@ class ObjectPlan:
     augment_seed: int | None = None
     shape: dict[str, Any] | None = None
     """A procedural distractor's shape (see procedural.plan_shape)."""
+    upscale_capped: bool = False
+    """The drawn size was capped at max_upscale x the cutout's own size."""
 
 
 @dataclass
@@ -81,6 +83,16 @@ class Scene:
 
     def to_json(self) -> dict[str, Any]:
         return json.loads(json.dumps(asdict(self)))
+
+    def notes(self) -> dict[str, int]:
+        """Counts for the run's report: objects requested and placed per class (every requested
+        object is placed), and how often max_upscale capped one."""
+        out: dict[str, int] = {}
+        for o in self.objects:
+            if o.labelled and o.category is not None:
+                for key in (f"requested/{o.category}", f"placed/{o.category}") + ((f"upscale_capped/{o.category}",) if o.upscale_capped else ()):
+                    out[key] = out.get(key, 0) + 1
+        return out
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Scene:
@@ -177,11 +189,16 @@ def plan_scene(
             ref = refs[int(rng.integers(len(refs)))]
             asset, cut = ref.image, lib.cutout(ref)
         base = float(p.scale_range.sample(rng)) * min(W, H)
+        # never blow a small cutout up beyond max_upscale x its own size: a blurred blob is no label
+        cap = p.max_upscale * max(cut.size) if shape is None else float("inf")
+        capped = base > cap
+        base = min(base, cap)
         angle = float(p.rotation_range.sample(rng))
         flip = bool(rng.random() < p.flip)
         size_px, center = place(rng, canvas, cut, base, angle, flip, p, needs_canvas(p, region is not None))
         looks = _looks(spec, looks_rng)
-        objects.append(ObjectPlan(cat, asset, size_px, angle, flip, center, labelled=kind is None, shape=shape, **looks))
+        objects.append(ObjectPlan(cat, asset, size_px, angle, flip, center, labelled=kind is None, shape=shape,
+                                  upscale_capped=capped, **looks))
         feet.append(center[1] + rotated_extent(cut.size, size_px, angle)[1] / 2)
     if spec.placement.mode == "ground":
         # nearer (lower) objects are drawn over farther ones; sorted() is stable, as before

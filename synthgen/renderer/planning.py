@@ -74,15 +74,27 @@ class RenderScene:
     """{"mode": image, "asset", "crop"} | {"mode": color, "color"} | {"mode": ground, "texture", "sky"}"""
     image_augment_seed: int | None = None
     request: list[str] | None = None
+    requested: list[str] = field(default_factory=list)
+    """The classes this sample asked for; those that found no free spot are missing from objects."""
 
     def to_json(self) -> dict[str, Any]:
         return json.loads(json.dumps(asdict(self)))
+
+    def notes(self) -> dict[str, int]:
+        """Counts for the run's report: objects requested and placed per class."""
+        out: dict[str, int] = {}
+        for c in self.requested:
+            out[f"requested/{c}"] = out.get(f"requested/{c}", 0) + 1
+        for o in self.objects:
+            if o.category is not None:
+                out[f"placed/{o.category}"] = out.get(f"placed/{o.category}", 0) + 1
+        return out
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> RenderScene:
         return cls(d["index"], d["seed"], tuple(d["size"]), d["split"], Camera3D(**d["camera"]),
                    [Light3D(**x) for x in d["lights"]], d["ambient"], [Object3D(**o) for o in d["objects"]],
-                   d["background"], d.get("image_augment_seed"), d.get("request"))
+                   d["background"], d.get("image_augment_seed"), d.get("request"), d.get("requested", []))
 
 
 def kelvin_to_rgb(k: float) -> list[float]:
@@ -208,7 +220,7 @@ def plan_render_scene(spec: RendererSpec, lib: MeshLibrary, seed: int, index: in
         background = {"mode": "color", "color": [float(v) for v in looks.uniform(0, 1, 3)]}
     image_seed = int(looks.integers(2**31)) if spec.augment.image else None
     return RenderScene(index, seed, (W, H), choose_split(spec.output.split, seed, index), camera, lights, ambient,
-                       objects, background, image_seed, None if categories is None else list(categories))
+                       objects, background, image_seed, None if categories is None else list(categories), list(chosen))
 
 
 def looks_jitter(rng: np.random.Generator, j: float) -> tuple[float, float]:

@@ -22,7 +22,7 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from itertools import islice
 from multiprocessing.connection import wait
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, NamedTuple
 
 from ..errors import SynthgenError
 from ..writers import make_writers
@@ -33,8 +33,13 @@ Task = tuple[int, "list[str] | None"]
 """(sample index, the classes the per-class scheduler asked for, or None)"""
 Labels = list[tuple[str, float, float]]
 """(class, visibility, truncation) of each labelled object"""
-TaskResult = list[tuple[str, Labels, list[tuple[str, str]]]]
-"""per image written for the task (one, or one per blend variant): split, labels, part lines"""
+
+
+class TaskResult(NamedTuple):
+    images: list[tuple[str, Labels, list[tuple[str, str]]]]
+    """per image written for the task (one, or one per blend variant): split, labels, part lines"""
+    notes: dict[str, int]
+    """counts for the run's report (objects requested and placed per class, ...)"""
 
 CHUNK = 16  # tasks per hand-off to a worker, at most
 WINDOW = 4  # chunks in flight per worker
@@ -48,7 +53,8 @@ def produce(gen, writers: list, folder: OutputFolder, task: Task) -> TaskResult:
     """Make a task's samples, write their own files (the image last), return the rest."""
     index, cats = task
     out = []
-    for sample in gen.samples(index, cats):
+    samples = gen.samples(index, cats)
+    for sample in samples:
         files, images, parts, links = [], [], [], []
         for w in writers:
             enc = w.encode(sample)
@@ -59,7 +65,7 @@ def produce(gen, writers: list, folder: OutputFolder, task: Task) -> TaskResult:
         folder.link_files(links)
         labels = [(a.category, float(a.visibility), float(a.truncation)) for a in sample.annotations]
         out.append((sample.split, labels, parts))
-    return out
+    return TaskResult(out, samples[0].scene.notes())
 
 
 class InProcess:

@@ -78,10 +78,10 @@ def execute(
             def consume(pairs: Iterator[tuple[Task, TaskResult | dict]]) -> Iterator[list[str]]:
                 for task, result in pairs:
                     if isinstance(result, dict):  # replayed from the journal: already on disk
-                        result = [(split, [tuple(x) for x in labels], []) for split, labels in result["v"]]
+                        result = TaskResult([(split, [tuple(x) for x in labels], []) for split, labels in result["v"]], result["n"])
                     else:
-                        journal.commit({"i": task[0], "v": [[split, labels] for split, labels, _ in result]},
-                                       [p for _, _, parts in result for p in parts])
+                        journal.commit({"i": task[0], "v": [[split, labels] for split, labels, _ in result.images], "n": result.notes},
+                                       [p for _, _, parts in result.images for p in parts])
                     cats = stats.add(result)
                     if progress:
                         progress(stats.images_done, stats.instances_done)

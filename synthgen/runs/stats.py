@@ -17,6 +17,7 @@ class RunStats:
         self.images: Counter = Counter()
         self.counts: dict[str, Counter] = {s: Counter() for s in spec.output.split}
         self.distinct: Counter = Counter()
+        self.notes: Counter = Counter()
         # per class and target key: [labelled instances, of them in range, sum of the values]
         self.targets: dict[str, dict[str, list]] = {}
         for c in spec.categories:
@@ -27,11 +28,12 @@ class RunStats:
 
     def add(self, result: TaskResult) -> list[str]:
         """Count one task's images; returns the classes it labelled (once, whatever the variants)."""
-        for split, labels, _ in result:
+        for split, labels, _ in result.images:
             self.images[split] += 1
             self.counts[split].update(c for c, _, _ in labels)
         self.scenes += 1
-        labels = result[0][1]  # every blend variant has the same labels
+        self.notes.update(result.notes)
+        labels = result.images[0][1]  # every blend variant has the same labels
         self.distinct.update(c for c, _, _ in labels)
         for c, vis, trunc in labels:
             for key, agg in self.targets.get(c, {}).items():
@@ -64,6 +66,10 @@ class RunStats:
             "distinct_instances_per_class": {c: self.distinct[c] for c in cats},
             "blend_variants": list(spec.write_blend_variants),
             "targets": self._target_report(),
+            "placement": {c: {"requested": self.notes[f"requested/{c}"], "placed": self.notes[f"placed/{c}"],
+                              "labelled": self.distinct[c],
+                              **({"upscale_capped": self.notes[f"upscale_capped/{c}"]} if spec.kind == "compositor" else {})}
+                          for c in cats},
             "spec": spec.to_json(),
         }
 

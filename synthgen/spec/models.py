@@ -113,6 +113,13 @@ class PlacementOverrides(_Model):
     """Objects with visible/own pixels below this are not labelled."""
     min_area: Annotated[int, Field(ge=1)] | None = None
     """Objects with fewer visible pixels than this are not labelled."""
+    min_thickness: Annotated[float, Field(ge=0)] | None = None
+    """Objects whose visible mask is nowhere this many pixels thick (twice its largest inscribed
+    radius) are not labelled: a frame, string or pole one or two pixels wide after feathering
+    is barely visible. 0 = off."""
+    max_upscale: Annotated[float, Field(gt=0)] | None = None
+    """An object is drawn at most this many times its cutout's own size (longer side): a 50 px
+    cutout drawn at 212 px is a blurred blob with a label."""
     visibility_range: Range01 | None = None
     """Target visibility [low, high]: the placement solver aims each object's visibility at it."""
     truncation_range: Range01 | None = None
@@ -132,6 +139,11 @@ class Placement(PlacementOverrides):
     max_truncation: Annotated[float, Field(ge=0, lt=1)] = 0.0
     min_visibility: Annotated[float, Field(ge=0, le=1)] = 0.3
     min_area: Annotated[int, Field(ge=1)] = 64
+    min_thickness: Annotated[float, Field(ge=0)] = 0.0
+    max_upscale: Annotated[float, Field(gt=0)] = 2.0
+    amodal_masks: bool = False
+    """Write each labelled object's amodal mask (the whole object drawn alone, in the frame) as
+    COCO amodal_segmentation and as PNGs in OUT/masks/. Amodal boxes are always written."""
 
 
 class _Source(_Model):

@@ -29,6 +29,7 @@ class MeshClass(_Model):
     averaged over every vertex; flat: faceted."""
     min_visibility: Annotated[float, Field(ge=0, le=1)] | None = None
     min_area: Annotated[int, Field(ge=1)] | None = None
+    min_thickness: Annotated[float, Field(ge=0)] | None = None
 
     @model_validator(mode="after")
     def _one_unit(self) -> MeshClass:
@@ -50,6 +51,8 @@ class RenderPlacement(_Model):
     """on_ground: probability that an object stands as modelled (else tipped at random)."""
     min_visibility: Annotated[float, Field(ge=0, le=1)] = 0.2
     min_area: Annotated[int, Field(ge=1)] = 64
+    min_thickness: Annotated[float, Field(ge=0)] = 0.0
+    """Objects whose visible mask is nowhere this many pixels thick are not labelled; 0 = off."""
     amodal_masks: bool = False
     """Amodal masks for every labelled object (one small render pass each). Amodal boxes are always given."""
 
@@ -175,7 +178,7 @@ class RendererSpec(_Model):
         if category is None:
             return self.placement
         c = self.classes[category]
-        own = {k: getattr(c, k) for k in ("min_visibility", "min_area") if getattr(c, k) is not None}
+        own = {k: getattr(c, k) for k in ("min_visibility", "min_area", "min_thickness") if getattr(c, k) is not None}
         return self.placement.model_copy(update=own)
 
     def to_json(self) -> dict[str, Any]:

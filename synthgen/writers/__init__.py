@@ -9,6 +9,7 @@ from .depth import DepthWriter, encode_depth_png
 from .coco import CocoWriter, encode_coco
 from .images import ImageWriter, encode_image
 from .manifest import ManifestWriter
+from .mask_pngs import MaskPngWriter
 from .voc import VocWriter, encode_voc, voc_box
 from .yolo import YoloWriter, encode_yolo
 
@@ -18,6 +19,8 @@ FORMATS: dict[str, type[Writer]] = {"coco": CocoWriter, "yolo": YoloWriter, "voc
 def make_writers(spec: Spec) -> list[Writer]:
     """Images and manifest always, depth for the renderer, then the spec's label formats."""
     extra: list[Writer] = [DepthWriter(spec)] if spec.kind == "renderer" and spec.output.depth else []
+    if spec.kind == "compositor" and spec.placement.amodal_masks:
+        extra.append(MaskPngWriter(spec))
     return [ImageWriter(spec), ManifestWriter(spec), *extra] + [FORMATS[f](spec) for f in spec.output.formats]
 
 

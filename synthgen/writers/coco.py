@@ -9,10 +9,11 @@ compressed RLE (counts as str) or polygons along the pixels' edges (pycocotools 
 to exactly the mask); with polygons, holes under ``polygon_fill_holes`` pixels are filled first
 and an object that still has a hole is written as RLE, since COCO polygons are filled as a union
 and cannot hold one.
-Extra per-annotation keys ``visibility`` and ``truncation`` are kept (COCO tools ignore them).
-From the renderer also: ``amodal_bbox`` (xywh, may reach outside the image), ``keypoints``
+Extra per-annotation keys ``visibility``, ``truncation`` and ``amodal_bbox`` (xywh of the object
+drawn alone, may reach outside the image) are kept (COCO tools ignore them), and with amodal masks
+on ``amodal_segmentation``. From the renderer also: ``keypoints``
 (the 3D box's 8 corners and centre, COCO visibility flags), ``pose`` (R row-major, t in metres,
-OpenCV camera axes), ``amodal_segmentation`` with amodal masks on, and the image's ``camera_K``.
+OpenCV camera axes) and the image's ``camera_K``.
 """
 
 from __future__ import annotations
@@ -57,17 +58,18 @@ def encode_coco(sample: Sample, file_name: str, segmentation: str = "rle", fill_
             "visibility": round(float(a.visibility), 6),
             "truncation": round(float(a.truncation), 6),
         })
-        if a.pose is not None:  # renderer: amodal box, 6D pose, projected 3D box as keypoints
+        if a.amodal_bbox is not None:  # the object drawn alone; may reach outside the image
             ax0, ay0, ax1, ay1 = a.amodal_bbox
+            anns[-1]["amodal_bbox"] = [ax0, ay0, ax1 - ax0, ay1 - ay0]
+        if a.pose is not None:  # renderer: 6D pose, projected 3D box as keypoints
             kp = a.keypoints
             anns[-1].update({
-                "amodal_bbox": [ax0, ay0, ax1 - ax0, ay1 - ay0],
                 "keypoints": [round(float(v), 3) for v in kp.reshape(-1)],
                 "num_keypoints": int((kp[:, 2] > 0).sum()),
                 "pose": {"R": [float(v) for v in a.pose[:3, :3].reshape(-1)], "t": [float(v) for v in a.pose[:3, 3]]},
             })
-            if a.amodal_mask is not None:
-                anns[-1]["amodal_segmentation"] = encode_rle(a.amodal_mask)
+        if a.amodal_mask is not None:
+            anns[-1]["amodal_segmentation"] = encode_rle(a.amodal_mask)
     image = {"file_name": file_name, "width": W, "height": H}
     if sample.camera_K is not None:
         image["camera_K"] = [float(v) for v in sample.camera_K.reshape(-1)]
