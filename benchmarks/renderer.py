@@ -2,12 +2,18 @@
 
     python benchmarks/renderer.py [--n 200] [--amodal-masks]
 
+Two configurations in one run, interleaved: labels alone (shadows and auto-exposure off: the
+labelling's own cost against bare pyrender) and the default looks (shadows on ground-plane
+scenes, auto-exposure) against bare pyrender with the same shadows.
+
 Setup: 640x480, 5 textured objects (duck, lemon, jenga, bread, milk) + 3 procedural
 distractors, random lights, camera and backgrounds, single process. "Labelled" is a whole
 sample: planning, colour + depth, the segmentation pass, the alone passes visibility and amodal
 boxes need, annotation (visible box and mask, visibility, truncation, amodal box, pose,
-keypoints). "Bare" is `OffscreenRenderer.render(scene)` as a user of pyrender would run it:
-each sample's scene set up (untimed), then one render() with pyrender's own framebuffer read.
+keypoints), with the default looks: shadows on ground-plane scenes and auto-exposure, which
+draws the colour pass again when an object would clip (counted and reported). "Bare" is
+`OffscreenRenderer.render(scene)` as a user of pyrender would run it: each sample's scene set up
+(untimed), then one render() with pyrender's own framebuffer read, with the same shadow flags.
 Bare keeps synthgen's other speed-ups to pyrender (uniform locations cached, hidden nodes left
 out of the sort), which makes it faster than stock pyrender: the ratio is conservative.
 The two alternate in blocks of 10 samples, each on scenes of its own.
@@ -40,58 +46,80 @@ SETTINGS = [
 ]
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--n", type=int, default=100, help="samples to time")
-    ap.add_argument("--amodal-masks", action="store_true", help="also an amodal mask for every object")
-    ap.add_argument("--json", type=Path)
-    args = ap.parse_args()
-
-    settings = SETTINGS + (["placement.amodal_masks=true"] if args.amodal_masks else [])
-    gen = Generator.from_yaml(SPEC, overrides=settings)
-    for i in range(40):  # warm up: meshes loaded and uploaded, textures bound, instance slots made
-        gen[i]
+def run_block(gen: Generator, start: int, n: int, bare: bool) -> tuple[float, int, int]:
+    """Seconds for n samples (bare: one pyrender render() per newly set-up scene), labelled
+    objects, extra exposure passes."""
     be = gen.backend
     r = be._renderer
-    fast_read = r._renderer._read_main_framebuffer
-
-    # Blocks of 10 bare and 10 labelled samples, alternating, so that drift in the machine's
-    # speed falls on both alike. Each uses scenes of its own (indices 1000+ and 50000+), each
-    # scene rendered once: every render is the first of its scene, as in a real run.
-    bare = labelled = 0.0
-    objects = 0
-    for block in range(0, args.n, 10):
-        # bare: pyrender as a user would run it, one render() per newly set-up scene, with
-        # pyrender's own framebuffer read
+    seconds, objects, exposure = 0.0, 0, 0
+    if bare:  # pyrender as a user would run it, with its own framebuffer read
+        fast_read = r._renderer._read_main_framebuffer
         del r._renderer._read_main_framebuffer
         saved = r._renderer.__dict__.pop("synthgen_read", None)
-        for i in range(1000 + block, 1000 + block + 10):
-            be.setup_scene(gen.plan(i))
+        for i in range(start, start + n):
+            plan = gen.plan(i)
+            be.setup_scene(plan)
+            flags = be.colour_flags(plan)  # the same shadows as the labelled colour pass
             t0 = time.perf_counter()
-            r.render(be.scene)
-            bare += time.perf_counter() - t0
+            r.render(be.scene, flags=flags)
+            seconds += time.perf_counter() - t0
         r._renderer._read_main_framebuffer = fast_read
         if saved is not None:
             r._renderer.synthgen_read = saved
-        # labelled: whole samples
-        for i in range(50000 + block, 50000 + block + 10):
-            t0 = time.perf_counter()
-            s = gen[i]
-            labelled += time.perf_counter() - t0
-            objects += len(s.annotations)
-    args.n = (args.n + 9) // 10 * 10
+        return seconds, 0, 0
+    for i in range(start, start + n):
+        t0 = time.perf_counter()
+        s = gen[i]
+        seconds += time.perf_counter() - t0
+        objects += len(s.annotations)
+        exposure += be.exposure_passes
+    return seconds, objects, exposure
 
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, default=100, help="samples to time per configuration")
+    ap.add_argument("--amodal-masks", action="store_true", help="also an amodal mask for every object")
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args()
+    settings = SETTINGS + (["placement.amodal_masks=true"] if args.amodal_masks else [])
+    gens = {"labels": Generator.from_yaml(SPEC, overrides=settings + ["lights.shadows=off", "lights.exposure=off"]),
+            "looks": Generator.from_yaml(SPEC, overrides=settings)}
+    # warm up: meshes loaded and uploaded, textures bound, instance slots made, and the shader
+    # variants compiled (Mesa compiles one per light and texture layout, a third of a second each)
+    for g in gens.values():
+        for i in range(120):
+            g[i]
+    # Blocks of 10 samples, bare and labelled for each configuration in turn, so that drift in
+    # the machine's speed falls on all alike; each on scenes of its own, rendered once.
+    t = {(k, b): 0.0 for k in gens for b in (True, False)}
+    objects = exposure = 0
+    for block in range(0, args.n, 10):
+        for k, g in gens.items():
+            for bare, base in ((True, 1000), (False, 50000)):
+                sec, obj, exp = run_block(g, base + block, 10, bare)
+                t[(k, bare)] += sec
+                if k == "looks" and not bare:
+                    objects, exposure = objects + obj, exposure + exp
+    n = (args.n + 9) // 10 * 10
     res = {
-        "labelled_frames_per_s": round(args.n / labelled, 2),
-        "bare_pyrender_frames_per_s": round(args.n / bare, 2),
-        "ratio": round(bare / labelled, 3),
-        "labelled_objects_per_frame": round(objects / args.n, 2),
+        "labels_frames_per_s": round(n / t[("labels", False)], 2),
+        "bare_frames_per_s": round(n / t[("labels", True)], 2),
+        "labels_ratio": round(t[("labels", True)] / t[("labels", False)], 3),
+        "looks_frames_per_s": round(n / t[("looks", False)], 2),
+        "bare_with_shadows_frames_per_s": round(n / t[("looks", True)], 2),
+        "looks_ratio": round(t[("looks", True)] / t[("looks", False)], 3),
+        "labelled_objects_per_frame": round(objects / n, 2),
+        "exposure_passes_per_frame": round(exposure / n, 3),
         "amodal_masks": args.amodal_masks,
         "machine": platform.processor() or platform.machine(),
     }
-    print(f"bare pyrender render():  {res['bare_pyrender_frames_per_s']:7.2f} frames/s")
-    print(f"synthgen, full labels:   {res['labelled_frames_per_s']:7.2f} frames/s = {res['ratio']:.0%} of bare "
-          f"({res['labelled_objects_per_frame']} labelled objects per frame)")
+    print(f"bare pyrender render():                     {res['bare_frames_per_s']:7.2f} frames/s")
+    print(f"synthgen, full labels (shadows, exposure off): {res['labels_frames_per_s']:7.2f} frames/s = {res['labels_ratio']:.0%} of bare")
+    print(f"bare pyrender render(), shadows on ground:  {res['bare_with_shadows_frames_per_s']:7.2f} frames/s")
+    print(f"synthgen, full labels, default looks:       {res['looks_frames_per_s']:7.2f} frames/s = {res['looks_ratio']:.0%} of bare "
+          f"({res['labelled_objects_per_frame']} labelled objects per frame; auto-exposure drew {res['exposure_passes_per_frame']} "
+          "extra colour passes per frame)")
     if args.json:
         args.json.write_text(json.dumps(res, indent=2) + "\n")
 

@@ -219,3 +219,46 @@ def test_objects_that_do_not_fit_are_reported(shared, tmp_path):
     assert "requested objects placed" in r.output and "found no free spot" in r.output
     manifest = [json.loads(x) for x in (tmp_path / "o" / "manifest.jsonl").read_text().splitlines()]
     assert sum(len(m["scene"]["requested"]) for m in manifest) == requested
+
+
+def _ground_spec(shared, **lights) -> dict:
+    return _spec(shared, background={"modes": {"ground": 1}, "textures": [str(shared / "textures")]},
+                 lights={"directional": 1, "point": 0, "spot": 0, "intensity": [3, 3], **lights}, distractors={"count": 0})
+
+
+def test_objects_on_a_ground_plane_cast_shadows_and_labels_do_not_move(shared):
+    with_shadows = Generator(spec_from_dict(_ground_spec(shared)))
+    without = Generator(spec_from_dict(_ground_spec(shared, shadows="off")))
+    darker = 0
+    for i in range(3):
+        a, b = with_shadows[i], without[i]
+        assert [x.bbox for x in a.annotations] == [x.bbox for x in b.annotations]  # colour only
+        ground = np.ones(a.image.shape[:2], bool)
+        for x in a.annotations:
+            ground &= ~x.amodal_mask
+        diff = b.image.astype(int).sum(2) - a.image.astype(int).sum(2)
+        darker += int((diff[ground] > 60).sum())
+    assert darker > 500  # shadowed ground pixels
+
+
+def test_exposure_keeps_white_objects_from_clipping(shared, tmp_path):
+    import trimesh
+
+    trimesh.creation.box(extents=(1, 0.8, 0.6)).export(str(tmp_path / "white.ply"))
+    raw = _spec(shared, lights={"directional": 2, "point": 2, "spot": 0, "intensity": [5, 5], "point_intensity": [8, 8],
+                                "ambient": [0.35, 0.35]},
+                materials={"modes": {"color": 1}}, distractors={"count": 0})
+    raw["classes"] = {"white": {"mesh": str(tmp_path / "white.ply"), "size": 0.12}}
+
+    def worst(g: Generator) -> float:
+        shares = []
+        for i in range(6):
+            s = g[i]
+            for x in s.annotations:
+                if x.area >= 50:
+                    shares.append(float((s.image[x.mask].max(1) >= 250).mean()))
+        return max(shares)
+
+    bright = {"lights": {**raw["lights"], "exposure": "off"}}
+    assert worst(Generator(spec_from_dict({**raw, **bright}))) > 0.2
+    assert worst(Generator(spec_from_dict(raw))) <= 0.02

@@ -30,8 +30,11 @@ import numpy as np
 from ..backend import Render
 from .meshes import MeshLibrary
 from .planning import RenderScene, primitive_mesh
-from .gl import ids_from_seg, import_pyrender, ordered_light_scene, process_renderer
+from .gl import SHADOW_MAP, ids_from_seg, import_pyrender, ordered_light_scene, process_renderer
 
+EXPOSURE_STEPS = 3  # most colour passes auto-exposure adds to a sample
+GL_NEAREST, GL_CLAMP_TO_BORDER = 0x2600, 0x812D  # OpenGL enums (no GL import at module level)
+CLIPPED = 250  # a channel at or above this (of 255) is clipped
 # 3D box corners (model frame, unit cube) in the order written as keypoints, then the centre.
 CORNERS = np.array([[x, y, z] for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)] + [[0, 0, 0]], float)
 GL_TO_CV = np.diag([1.0, -1.0, -1.0, 1.0])  # OpenGL camera axes -> OpenCV camera axes
@@ -73,6 +76,8 @@ class RendererBackend:
         self.ground = None
         self._grounds: dict[str, Any] = {}
         self._light_nodes: list[Any] = []
+        self._light_pool: dict[str, list[Any]] = {}
+        self.exposure_passes = 0  # colour passes auto-exposure added to the last sample
 
     def _plane(self, material):
         """The ground triangle as a pyrender Mesh holding ``material`` itself. (Mesh.from_trimesh
@@ -96,14 +101,19 @@ class RendererBackend:
                 source = self.lib.render_mesh(category)
                 mesh = self.pr.Mesh.from_trimesh(source, smooth=self.spec.classes[category].shading != "flat")
                 mtl = type(getattr(source.visual, "material", None)).__name__ == "SimpleMaterial"
+                is_open = self.lib.is_open(category)
+                ds = self.spec.materials.double_sided
                 for p in mesh.primitives:
-                    p.material.doubleSided = self.spec.materials.double_sided  # open scans: both sides
+                    p.synthgen_open = is_open  # label passes draw both sides of open meshes (gl.py)
+                    p.material.doubleSided = ds == "on" or (ds == "auto" and is_open)
                     if mtl:  # an OBJ's MTL has no metalness; pyrender's default of 1.0 renders it dark metal
                         p.material.metallicFactor = 0.0
             else:  # another instance: its own primitives (own material slot), shared textures
                 mesh = self.pr.Mesh([self.pr.Primitive(positions=p.positions, normals=p.normals, texcoord_0=p.texcoord_0,
                                                        color_0=p.color_0, indices=p.indices, material=p.material, mode=p.mode)
                                      for p in slots[0][1].primitives])
+                for p, first in zip(mesh.primitives, slots[0][1].primitives):
+                    p.synthgen_open = first.synthgen_open
             originals = list(slots[0][2]) if slots else [p.material for p in mesh.primitives]
 
             node = self.scene.add(mesh, pose=np.eye(4))
@@ -148,20 +158,37 @@ class RendererBackend:
             if g is None:
                 mat = pr.MetallicRoughnessMaterial(baseColorTexture=self._texture(bg["texture"]), metallicFactor=0.0, roughnessFactor=0.9)
                 g = self._grounds[bg["texture"]] = self.scene.add(self._plane(mat), pose=np.diag([1.5, 1.5, 1.0, 1.0]))
+                g.synthgen_ground = True
             self.ground = g
             g.mesh.is_visible = True
+        # Lights come from a pool per kind, reused from sample to sample, so a light's shadow map
+        # is made once (pyrender would make a 2048 x 2048 one for every new light).
         for ln in self._light_nodes:
             self.scene.remove_node(ln)
         self._light_nodes = []
+        used: dict[str, int] = {}
         for li in scene.lights:
-            if li.kind == "directional":
-                light = pr.DirectionalLight(color=li.color, intensity=li.intensity)
-            elif li.kind == "point":
-                light = pr.PointLight(color=li.color, intensity=li.intensity)
-            else:
-                light = pr.SpotLight(color=li.color, intensity=li.intensity, innerConeAngle=0.3, outerConeAngle=0.7)
-            node = self.scene.add(light, pose=np.array(li.pose))
+            pool = self._light_pool.setdefault(li.kind, [])
+            i = used[li.kind] = used.get(li.kind, -1) + 1
+            if len(pool) <= i:
+                if li.kind == "directional":
+                    light = pr.DirectionalLight()
+                elif li.kind == "point":
+                    light = pr.PointLight()
+                else:
+                    light = pr.SpotLight(innerConeAngle=0.3, outerConeAngle=0.7)
+                if li.kind != "point":  # pyrender casts no shadows from point lights
+                    light._generate_shadow_texture(size=SHADOW_MAP)
+                    # beyond the (tight) shadow frustum: the border, depth 1.0, lit; pyrender's
+                    # default wrap would repeat the objects' shadows across the ground
+                    light.shadow_texture.sampler = pr.Sampler(magFilter=GL_NEAREST, minFilter=GL_NEAREST,
+                                                              wrapS=GL_CLAMP_TO_BORDER, wrapT=GL_CLAMP_TO_BORDER)
+                pool.append(pr.Node(light=light))
+            node = pool[i]
+            node.light.color, node.light.intensity = np.asarray(li.color, float), float(li.intensity)
             node.synthgen_order = len(self._light_nodes)
+            self.scene.add_node(node)
+            self.scene.set_pose(node, np.array(li.pose))
             self._light_nodes.append(node)
         self.scene.ambient_light = np.full(3, scene.ambient)
         # A solid colour or a sky behind a ground plane is the clear colour: the colour pass is
@@ -184,7 +211,8 @@ class RendererBackend:
         r = self._renderer
         ids_red = len(nodes) < 255
         r._renderer.synthgen_read = {"depth": False, "ids_red": ids_red}
-        color, _ = r.render(self.scene, flags=pr.RenderFlags.RGBA)
+        colour_pass = self.colour_flags(scene)
+        color, _ = r.render(self.scene, flags=colour_pass)
         seg_map = {n: [(k + 1) & 255, (k + 1) >> 8, 0] for k, n in enumerate(nodes)}
         if self.ground is not None and self.ground.mesh.is_visible:
             seg_map[self.ground] = [0, 0, 0]  # occludes, owns nothing
@@ -196,6 +224,8 @@ class RendererBackend:
         seg, depth = r.render(self.scene, flags=self._label_pass, seg_node_map=seg_map)
         r._renderer.synthgen_read = {"depth": False, "ids_red": ids_red}
         imap = ids_from_seg(seg)
+        if self.spec.lights.exposure == "auto":
+            color = self._expose(color, imap, scene, colour_pass)
 
         image = self._composite(color, bg, W, H) if bg["mode"] == "image" else np.ascontiguousarray(color[..., :3])
         k_n = len(scene.objects)
@@ -292,6 +322,39 @@ class RendererBackend:
         return Render(image, imap, own_area, inframe, regions, extras)
 
     # -- helpers ----------------------------------------------------------------------------
+    def _expose(self, color: np.ndarray, imap: np.ndarray, scene: RenderScene, flags: int) -> np.ndarray:
+        """Auto-exposure, as a camera does: while some labelled object has more than
+        ``lights.max_clipped`` of its visible pixels near white, dim every light and the ambient
+        and draw the colour pass again (at most three times). A function of the render alone, so
+        sample i stays a pure function of (spec, seed, i)."""
+        labelled = np.array([k + 1 for k, o in enumerate(scene.objects) if o.labelled], np.int64)
+        self.exposure_passes = 0
+        if not len(labelled):
+            return color
+        for _ in range(EXPOSURE_STEPS):
+            near_white = color[..., :3].max(axis=2) >= CLIPPED
+            total = np.bincount(imap.ravel(), minlength=len(scene.objects) + 1)[labelled]
+            hot = np.bincount(imap[near_white], minlength=len(scene.objects) + 1)[labelled]
+            share = np.where(total >= 50, hot / np.maximum(total, 1), 0.0)
+            worst = float(share.max())
+            if worst <= self.spec.lights.max_clipped:
+                break
+            k = 0.6 if worst < 0.15 else 0.4
+            for node in self._light_nodes:
+                node.light.intensity *= k
+            self.scene.ambient_light = self.scene.ambient_light * k
+            color, _ = self._renderer.render(self.scene, flags=flags)
+            self.exposure_passes += 1
+        return color
+
+    def colour_flags(self, scene: RenderScene) -> int:
+        """The colour pass's pyrender flags for ``scene`` (shadows where the spec casts them)."""
+        L, pr = self.spec.lights, self.pr
+        flags = pr.RenderFlags.RGBA
+        if L.shadows == "on" or (L.shadows == "auto" and scene.background["mode"] == "ground"):
+            flags |= pr.RenderFlags.SHADOWS_DIRECTIONAL | pr.RenderFlags.SHADOWS_SPOT
+        return flags
+
     def _extent(self, obj) -> np.ndarray:
         if obj.category is not None:
             return np.asarray(self.lib.mesh(obj.category).extents, float)
@@ -328,8 +391,9 @@ class RendererBackend:
             for p, m in zip(mesh.primitives, originals):
                 p.material = m
             return
+        ds = self.spec.materials.double_sided
         kwargs = {"metallicFactor": mat["metallic"], "roughnessFactor": mat["roughness"],
-                  "doubleSided": self.spec.materials.double_sided}
+                  "doubleSided": ds == "on" or (ds == "auto" and getattr(mesh.primitives[0], "synthgen_open", False))}
         if mat["mode"] == "texture":
             new = self.pr.MetallicRoughnessMaterial(baseColorTexture=self._texture(mat["texture"]), **kwargs)
         else:

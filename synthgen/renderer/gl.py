@@ -14,6 +14,8 @@ import numpy as np
 
 from ..errors import SynthgenError
 
+SHADOW_MAP = 1024  # shadow map side, texels; the shadow frustum holds just the objects (Scene.bounds)
+
 GL_HINT = (
     "synthgen's renderer needs OpenGL through EGL (PYOPENGL_PLATFORM=egl). On a CPU machine install "
     "Mesa's EGL and software rasteriser (Debian/Ubuntu: apt-get install libegl1 libegl-mesa0 libgl1-mesa-dri; "
@@ -73,7 +75,7 @@ def tune_renderer(renderer) -> None:
     """
     import sys
 
-    from OpenGL.GL import GL_UNPACK_ALIGNMENT, glPixelStorei
+    from OpenGL.GL import GL_SCISSOR_TEST, GL_UNPACK_ALIGNMENT, glDisable, glPixelStorei
     from pyrender.constants import RenderFlags
 
     # Back faces lit from their own side: pyrender's shader keeps the normal of a face seen from
@@ -87,13 +89,22 @@ def tune_renderer(renderer) -> None:
         # alignment is 4: a texture whose row is not a multiple of 4 bytes (an RGB image 854
         # wide, say) was uploaded skewed row by row and read past the end of its data.
         glPixelStorei(GL_UNPACK_ALIGNMENT, 1)
+        # Every render starts unscissored: a cropped segmentation pass leaves its scissor on, and
+        # the shadow pass that may come first would clear only part of its shadow map, keeping
+        # depth from earlier samples (pixels would then depend on what the process drew before).
+        glDisable(GL_SCISSOR_TEST)
         return upload(scene, flags)
 
     renderer._update_context = update_context
 
+    # pyrender sets the shadow pass's viewport to its constant, whatever size the light's shadow
+    # map has: the backend makes them SHADOW_MAP texels a side, so the constant must agree.
+    import pyrender.renderer as pyrender_renderer
+
+    pyrender_renderer.SHADOW_TEX_SZ = SHADOW_MAP
+
     # pyrender's segmentation branch enables back-face culling whatever the flags say; a pass that
     # asks for SKIP_CULL_FACES (synthgen's label passes) must see both sides of open meshes.
-    import pyrender.renderer as pyrender_renderer
     from OpenGL.GL import GL_CULL_FACE
 
     gl_enable = pyrender_renderer.glEnable
@@ -105,6 +116,15 @@ def tune_renderer(renderer) -> None:
         gl_enable(cap)
 
     pyrender_renderer.glEnable = enable
+    draw_primitive = renderer._bind_and_draw_primitive
+
+    def bind_and_draw_primitive(primitive, pose, program, flags):
+        # Per primitive: only an open mesh (``synthgen_open``) can show a back face; culling the
+        # back faces of a closed one changes no pixel and halves the work.
+        renderer.synthgen_no_cull = bool(flags & RenderFlags.SKIP_CULL_FACES) and getattr(primitive, "synthgen_open", False)
+        return draw_primitive(primitive, pose, program, flags)
+
+    renderer._bind_and_draw_primitive = bind_and_draw_primitive
 
     # The largest window side a plain segmentation pass takes (known after the first pass);
     # callers draw larger windows in tiles.
@@ -112,13 +132,6 @@ def tune_renderer(renderer) -> None:
     if sys.platform != "darwin":  # pyrender resizes framebuffers for retina there; keep its own
         _tune_passes(renderer)
 
-    configure = renderer._configure_forward_pass_viewport  # the outermost wrapper: every pass
-
-    def note_culling(flags):
-        renderer.synthgen_no_cull = bool(flags & RenderFlags.SKIP_CULL_FACES)
-        return configure(flags)
-
-    renderer._configure_forward_pass_viewport = note_culling
 
 
 def _tune_passes(renderer) -> None:
@@ -237,7 +250,10 @@ def _tune_passes(renderer) -> None:
 
 def _shaders_with_two_sided_lighting() -> str:
     """A copy of pyrender's shader folder (made once per process, removed at exit) whose
-    fragment shader turns the normal of a back face towards the viewer."""
+    fragment shader turns the normal of a back face towards the viewer, and filters shadows with
+    one bilinear tap instead of nine (a 3 x 3 texel kernel adds no visible softness with the
+    tight shadow frustum synthgen gives, and on a CPU the 36 lookups per fragment per light were
+    most of a shadowed frame)."""
     import atexit
     import shutil
     import tempfile
@@ -252,16 +268,20 @@ def _shaders_with_two_sided_lighting() -> str:
     anchor = "    vec3 n = normalize(get_normal());\n"
     with open(os.path.join(src, "mesh.frag")) as f:
         frag = f.read()
-    if anchor not in frag:  # pyrender is pinned; a different one must be looked at again
+    pcf = "float PCF(sampler2D depths, vec2 size, vec2 uv, float compare){\n"
+    if anchor not in frag or pcf not in frag:  # pyrender is pinned; a different one must be looked at again
         raise SynthgenError("pyrender's mesh.frag is not the one synthgen was made for (pyrender==0.1.45)")
+    frag = frag.replace(anchor, anchor + "    if (!gl_FrontFacing) n = -n;\n")
+    frag = frag.replace(pcf, pcf + "    return texture2DShadowLerp(depths, size, uv, compare);\n")
     with open(os.path.join(dst, "mesh.frag"), "w") as f:
-        f.write(frag.replace(anchor, anchor + "    if (!gl_FrontFacing) n = -n;\n"))
+        f.write(frag)
     return dst
 
 
 def ordered_light_scene(pyrender):
     """A pyrender Scene class whose lights come out in the plan's order (each light node carries
-    ``synthgen_order``, set by the backend when it adds the light).
+    ``synthgen_order``, set by the backend when it adds the light), and whose bounds are those of
+    the objects drawn.
 
     pyrender keeps lights in sets of nodes hashed by memory address, so the order in which they
     fill the shader's light arrays, and with it the float rounding of the light sum, could
@@ -272,6 +292,22 @@ def ordered_light_scene(pyrender):
         def light_nodes(self):
             nodes = self.point_light_nodes | self.spot_light_nodes | self.directional_light_nodes
             return sorted(nodes, key=lambda n: n.synthgen_order)
+
+        @property
+        def bounds(self):
+            # The objects drawn, not hidden instance slots or the ground plane: pyrender sizes a
+            # directional light's shadow frustum by these bounds, so shadow maps stay sharp.
+            corners = []
+            for node in self.mesh_nodes:
+                if node.mesh.is_visible and not getattr(node, "synthgen_ground", False):
+                    pose = self.get_pose(node)
+                    lo, hi = node.mesh.bounds
+                    c = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
+                    corners.append(c @ pose[:3, :3].T + pose[:3, 3])
+            if not corners:
+                return np.zeros((2, 3))
+            allc = np.vstack(corners)
+            return np.array([allc.min(axis=0), allc.max(axis=0)])
 
     return Scene
 

@@ -216,6 +216,20 @@ class MeshLibrary:
             m = self._meshes[key] = trimesh.graph.smooth_shade(mesh, angle=np.radians(30)) if shading == "auto" else mesh
         return m
 
+    def is_open(self, category: str) -> bool:
+        """Whether the mesh has holes (a scan, a bowl, a plane): not closed once vertices are
+        merged by position (seams of texture coordinates split vertices without opening it).
+        Only an open mesh can show the back of a face."""
+        import trimesh
+
+        key = f"open:{category}"
+        if key not in self._meshes:
+            m = self.mesh(category)
+            g = trimesh.Trimesh(m.vertices.copy(), m.faces.copy(), process=False)
+            g.merge_vertices(merge_tex=True, merge_norm=True)
+            self._meshes[key] = not g.is_watertight
+        return bool(self._meshes[key])
+
     def has_uv(self, category: str) -> bool:
         uv = getattr(self.mesh(category).visual, "uv", None)
         return uv is not None and len(uv) > 0

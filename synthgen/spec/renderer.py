@@ -8,9 +8,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from .models import Augment, Dist, Output, Paths, Seed, _Model, check_class_names, check_voc_names
+
+
+def _on_off(v: Any) -> Any:
+    """YAML reads on/off/yes/no as booleans: take them as the words they were."""
+    return ("on" if v else "off") if isinstance(v, bool) else v
+
+
+Switch = Annotated[Literal["auto", "on", "off"], BeforeValidator(_on_off)]
 
 
 class MeshClass(_Model):
@@ -85,12 +93,19 @@ class Lights(_Model):
     directional: Dist(0, 8, integer=True) = [1, 2]
     point: Dist(0, 8, integer=True) = [0, 2]
     spot: Dist(0, 8, integer=True) = [0, 1]
-    intensity: Dist(0, 1000) = [2, 5]
+    intensity: Dist(0, 1000) = [0.6, 1.5]
     """Directional lights (pyrender units); point and spot lights get ``point_intensity``."""
-    point_intensity: Dist(0, 10000) = [2, 8]
+    point_intensity: Dist(0, 10000) = [0.5, 2]
     temperature: Dist(1000, 40000) = [3500, 7500]
     """Colour temperature, Kelvin."""
     ambient: Dist(0, 1) = [0.1, 0.35]
+    shadows: Switch = "auto"
+    """Shadows cast by directional and spot lights (pyrender's shadow maps; point lights cast
+    none): auto = on in scenes with a ground plane, where objects would otherwise look pasted."""
+    exposure: Annotated[Literal["auto", "off"], BeforeValidator(_on_off)] = "auto"
+    """auto: dim the lights of a sample (and draw it again) while a labelled object has more than
+    max_clipped of its visible pixels near white."""
+    max_clipped: Annotated[float, Field(ge=0, le=1)] = 0.02
 
 
 class Materials(_Model):
@@ -100,9 +115,11 @@ class Materials(_Model):
     metallic: Dist(0, 1) = [0.0, 0.4]
     roughness: Dist(0, 1) = [0.3, 1.0]
     textures: Paths = []
-    double_sided: bool = True
-    """Draw (and light) both sides of every face in the colour pass, so the inside of an open
-    mesh shows. Label passes always draw both sides."""
+    double_sided: Switch = "auto"
+    """Draw (and light) both sides of faces in the colour pass, so the inside of an open mesh
+    shows: auto = for open meshes (not closed once vertices are merged by position; a closed
+    mesh never shows the back of a face, and culling it halves the work), on = every mesh, off =
+    none. Label passes always draw both sides of open meshes."""
 
 
 
