@@ -2,9 +2,9 @@
 
 __version__ = "0.1.0"
 
-from .errors import SpecError, SynthgenError  # noqa: E402
+from .errors import SpecError, SynthgenError, SynthgenWarning  # noqa: E402
 from .generator import Generator  # noqa: E402
 from .sample import Annotation, Sample  # noqa: E402
 from .spec import Spec, load_spec  # noqa: E402
 
-__all__ = ["Annotation", "Generator", "Sample", "Spec", "SpecError", "SynthgenError", "__version__", "load_spec"]
+__all__ = ["Annotation", "Generator", "Sample", "Spec", "SpecError", "SynthgenError", "SynthgenWarning", "__version__", "load_spec"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
+import warnings
 import time
 from pathlib import Path
 from typing import Annotated, Any, Callable, Optional
@@ -20,7 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColum
 from rich.text import Text
 
 from . import __version__
-from .errors import SynthgenError, printable, problem_lines
+from .errors import SynthgenError, SynthgenWarning, printable, problem_lines
 
 # Plain help (no rich panels): flags show no "<bool>" type column.
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
@@ -259,7 +260,18 @@ def extract(
     _say(f"wrote {len(index['cutouts'])} cutouts to {out} ({per}); skipped {skipped}")
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    if issubclass(category, SynthgenWarning):
+        _say(f"warning: {message}")
+    else:
+        _default_showwarning(message, category, filename, lineno, file, line)
+
+
+_default_showwarning = warnings.showwarning
+
+
 def main() -> None:
+    warnings.showwarning = _show_warning
     app()
 
 

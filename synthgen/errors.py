@@ -5,6 +5,11 @@ class SynthgenError(Exception):
     """Base class for every error synthgen raises on purpose."""
 
 
+class SynthgenWarning(UserWarning):
+    """Something synthgen worked around that the user should know about (a texture it could
+    not find, say). The CLI shows each once as a ``warning:`` line."""
+
+
 class SpecError(SynthgenError):
     """A scene spec, a CLI override or an asset it names is invalid.
 

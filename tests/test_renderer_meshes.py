@@ -139,7 +139,7 @@ def test_textures_named_the_windows_way_are_found(shared, tmp_path, line):
 
 
 def test_a_lost_texture_is_a_warning_naming_it_and_not_a_black_mesh(shared, tmp_path):
-    from synthgen.renderer.meshes import SynthgenWarning
+    from synthgen import SynthgenWarning
 
     raw = _spec(shared, background={"modes": {"color": 1}}, distractors={"count": 0})
     raw["classes"] = {"duck": {"mesh": str(_duck_copy(shared, tmp_path, "map_Kd nowhere.png")), "size": 0.12}}
@@ -262,3 +262,19 @@ def test_exposure_keeps_white_objects_from_clipping(shared, tmp_path):
     bright = {"lights": {**raw["lights"], "exposure": "off"}}
     assert worst(Generator(spec_from_dict({**raw, **bright}))) > 0.2
     assert worst(Generator(spec_from_dict(raw))) <= 0.02
+
+
+def test_the_cli_shows_a_lost_texture_once_as_one_line(shared, tmp_path):
+    import subprocess
+    import sys
+
+    from .conftest import write_spec
+
+    raw = {"kind": "renderer", "output": {"size": [64, 48], "formats": ["coco"]},
+           "classes": {"duck": {"mesh": str(_duck_copy(shared, tmp_path, "map_Kd nowhere.png")), "size": 0.1}}}
+    spec = write_spec(tmp_path / "s.yaml", raw)
+    r = subprocess.run([sys.executable, "-m", "synthgen.cli", "generate", str(spec), "--n", "2", "--workers", "2",
+                        "--out", str(tmp_path / "o")], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    lines = [x for x in r.stderr.splitlines() if "nowhere.png" in x]
+    assert len(lines) == 1 and lines[0].startswith("warning: ") and "SynthgenWarning" not in r.stderr, r.stderr

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ..compositor.assets import fit_background
-from ..errors import SpecError
+from ..errors import SpecError, SynthgenWarning
 from ..sources import Problems, expand_paths, read_image, shown
 from ..spec.renderer import RendererSpec
 
@@ -42,10 +42,6 @@ UP_ROTATIONS = {
 def default_up_axis(path: Path) -> str:
     """glTF is y-up by definition; other formats carry no convention: z-up, as synthgen's world."""
     return "y" if path.suffix.lower() in (".glb", ".gltf") else "z"
-
-
-class SynthgenWarning(UserWarning):
-    """Something synthgen worked around, that the user should know about (shown once)."""
 
 
 _warned: set[str] = set()

@@ -17,6 +17,7 @@ import multiprocessing as mp
 import os
 import signal
 import threading
+import warnings
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -24,7 +25,7 @@ from itertools import islice
 from multiprocessing.connection import wait
 from typing import Any, Iterable, Iterator, NamedTuple
 
-from ..errors import SynthgenError
+from ..errors import SynthgenError, SynthgenWarning
 from ..writers import make_writers
 from ..writers.images import ImageWriter
 from .files import OutputFolder
@@ -165,6 +166,7 @@ def _init_worker(gen, root: str) -> None:
     # Ctrl-C is the main process's to handle: it stops handing out work, keeps what is
     # finished and ends the workers; a worker must not die half-way through its own files.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    warnings.simplefilter("ignore", SynthgenWarning)  # the main process warned already, when it checked
     _exit_with_parent()
     _worker["gen"] = gen
     _worker["writers"] = make_writers(gen.spec)
