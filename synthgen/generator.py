@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 
@@ -32,6 +33,7 @@ class Generator:
         self.spec = spec if seed is None else spec.model_copy(update={"seed": int(seed)})
         self._lib: AssetLibrary | MeshLibrary | None = None
         self._backend: Any = None
+        self._backend_pid = 0
         self._checked = False
         problems = self._spec_problems() + self.library.problems
         if problems:  # something is already wrong: report everything, decoded assets included
@@ -74,9 +76,12 @@ class Generator:
 
     @property
     def backend(self) -> Any:
-        """The backend of this process, created on first use (in the thread that renders)."""
-        if self._backend is None:
+        """The backend of this process, created on first use (in the thread that renders). A
+        forked process makes its own: the one it inherited belongs to its parent (and a GL
+        context does not survive a fork)."""
+        if self._backend is None or self._backend_pid != os.getpid():
             self._backend = backend_kind(self.spec.kind).backend(self.library)
+            self._backend_pid = os.getpid()
         return self._backend
 
     def __getstate__(self) -> dict[str, Any]:

@@ -46,6 +46,13 @@ def process_renderer(width: int, height: int):
     parent's context (workers are spawned anyway)."""
     r = _RENDERERS.get(os.getpid())
     if r is None:
+        parents = [pid for pid in _RENDERERS if pid != os.getpid()]
+        if parents:  # inherited memory: this process was forked from one that holds a context
+            raise SynthgenError(
+                f"this process was forked from process {parents[0]}, which holds an OpenGL context; an EGL context "
+                "made after such a fork hangs. Start worker processes with spawn: DataLoader(..., "
+                "multiprocessing_context='spawn') or synthgen.torch.DataLoader, which does; or render nothing "
+                "in the main process before the workers start")
         try:
             pyrender = import_pyrender()
             r = pyrender.OffscreenRenderer(width, height)

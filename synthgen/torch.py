@@ -1,0 +1,444 @@
+"""Inside the training loop: PyTorch datasets that generate samples on the fly (``pip install
+synthgen[torch]``).
+
+- ``SynthDataset(spec, length)``: map-style; item ``i`` of epoch ``e`` is sample
+  ``e * length + i``, made when it is asked for (no disk). ``set_epoch(e)`` gives every epoch
+  new samples: a dataset written with ``synthgen generate SPEC --n length*E`` (same spec and
+  seed) holds exactly the samples of epochs 0 to E-1, image id = sample index.
+- ``SynthIterableDataset(spec)``: an endless (or bounded) stream, split across DataLoader workers
+  and ``torch.distributed`` ranks with no duplicates and no gaps.
+- ``MixedDataset(real, synthetic, real_fraction)``: real COCO images mixed in at a fixed share.
+- ``DataLoader``: torch's, with the detection ``collate`` and, for the renderer, spawned workers
+  (a worker forked from a process that holds an OpenGL context hangs).
+
+Items follow torchvision's detection convention: ``(image, target)``, image uint8 CHW (a
+``tv_tensors.Image`` when torchvision is installed; float32 in [0, 1] with
+``float_images=True``), target ``boxes`` (N, 4) float32 XYXY pixels (``tv_tensors.BoundingBoxes``
+with the canvas size when torchvision is installed), ``labels`` int64 **1-based** (0 is the
+background class of torchvision's detectors: label = class id in spec order + 1), ``masks``
+uint8 (N, H, W), ``image_id`` (the sample index, as COCO files write it), ``area`` float32
+(visible pixels), ``iscrowd`` int64 zeros, and from the renderer when asked: ``keypoints``
+(N, 9, 3: x, y, visibility), ``depth`` (H, W) float32 metres, ``camera_K`` (3, 3), ``poses``
+(N, 4, 4) model-to-camera, OpenCV axes. An image with no object gets tensors of shape (0, 4),
+(0,), (0, H, W): never a missing key.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import multiprocessing.context
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, IterableDataset, get_worker_info
+
+from .errors import SynthgenError
+from .generator import Generator
+from .sample import Sample
+
+ENDLESS_EPOCH = 1 << 40  # sample-index stride between epochs of an endless stream
+
+
+def _tv():
+    """torchvision's tv_tensors, or None when torchvision is not installed."""
+    try:
+        from torchvision import tv_tensors
+
+        return tv_tensors
+    except Exception:  # noqa: BLE001 - absent, or a torchvision built for another torch
+        return None
+
+
+def _generator(spec_or_generator: Any, seed: int | None) -> Generator:
+    if isinstance(spec_or_generator, Generator):
+        return spec_or_generator if seed is None else Generator(spec_or_generator.spec, seed=seed)
+    if hasattr(spec_or_generator, "categories") and hasattr(spec_or_generator, "kind"):  # a Spec
+        return Generator(spec_or_generator, seed=seed)
+    return Generator.from_yaml(spec_or_generator, seed=seed)
+
+
+class _Targets:
+    """What a dataset turns a Sample into; shared by the map-style and the iterable dataset."""
+
+    def __init__(self, gen: Generator, transforms: Callable | None, float_images: bool, masks: bool,
+                 keypoints: bool, depth: bool, camera_K: bool, poses: bool):
+        self.gen = gen
+        self.transforms = transforms
+        self.float_images = float_images
+        self.with_masks = masks
+        self.extras = {"keypoints": keypoints, "depth": depth, "camera_K": camera_K, "poses": poses}
+        if gen.spec.kind != "renderer" and any(self.extras.values()):
+            raise SynthgenError("keypoints, depth, camera_K and poses come from the renderer (kind: renderer)")
+        self._albu = _is_albumentations(transforms)
+
+    @property
+    def classes(self) -> list[str]:
+        """Class names; ``labels`` index ``["background", *classes]``."""
+        return self.gen.spec.categories
+
+    def item(self, index: int) -> tuple[Any, dict[str, Any]]:
+        sample = self.gen.sample(index)
+        image, target = to_torch(sample, self.with_masks or self.transforms is not None, **self.extras)
+        if self.transforms is not None:
+            image, target = (_apply_albumentations if self._albu else _apply_torchvision)(self.transforms, image, target)
+            if not self.with_masks:
+                target.pop("masks")
+        if self.float_images:
+            image = image.float().div_(255.0)
+            tv = _tv()
+            if tv is not None:
+                image = tv.Image(image)
+        return image, target
+
+
+def to_torch(sample: Sample, masks: bool = True, keypoints: bool = False, depth: bool = False,
+             camera_K: bool = False, poses: bool = False) -> tuple[Any, dict[str, Any]]:
+    """A Sample as ``(image, target)`` in torchvision's detection convention (see the module)."""
+    tv = _tv()
+    H, W = sample.image.shape[:2]
+    image = torch.from_numpy(np.ascontiguousarray(sample.image)).permute(2, 0, 1).contiguous()
+    boxes = torch.from_numpy(sample.boxes.reshape(-1, 4))
+    anns = sample.annotations
+    target: dict[str, Any] = {
+        "boxes": tv.BoundingBoxes(boxes, format="XYXY", canvas_size=(H, W)) if tv is not None else boxes,
+        "labels": torch.from_numpy(sample.labels + 1),
+        "image_id": sample.index,
+        "area": torch.tensor([float(a.area) for a in anns], dtype=torch.float32),
+        "iscrowd": torch.zeros(len(anns), dtype=torch.int64),
+    }
+    if masks:
+        m = torch.from_numpy(sample.masks.view(np.uint8))
+        target["masks"] = tv.Mask(m) if tv is not None else m
+    if keypoints:
+        kp = np.stack([a.keypoints for a in anns]).astype(np.float32) if anns else np.zeros((0, 9, 3), np.float32)
+        target["keypoints"] = torch.from_numpy(kp)
+    if depth:
+        target["depth"] = torch.from_numpy(sample.depth)
+    if camera_K:
+        target["camera_K"] = torch.from_numpy(sample.camera_K.astype(np.float32))
+    if poses:
+        ps = np.stack([a.pose for a in anns]).astype(np.float32) if anns else np.zeros((0, 4, 4), np.float32)
+        target["poses"] = torch.from_numpy(ps)
+    return (tv.Image(image) if tv is not None else image), target
+
+
+# -- transforms ---------------------------------------------------------------------------------
+def _is_albumentations(t: Any) -> bool:
+    if t is None:
+        return False
+    try:
+        import albumentations as A
+    except Exception:  # noqa: BLE001
+        return False
+    return isinstance(t, A.BaseCompose)
+
+
+def _boxes_from_masks(masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Tight xyxy boxes of (N, H, W) masks, and which masks still hold a pixel."""
+    keep = masks.flatten(1).any(dim=1).bool() if len(masks) else torch.zeros(0, dtype=torch.bool)
+    boxes = torch.zeros((len(masks), 4), dtype=torch.float32)
+    for i in torch.nonzero(keep).flatten().tolist():
+        rows = torch.nonzero(masks[i].any(dim=1)).flatten()
+        cols = torch.nonzero(masks[i].any(dim=0)).flatten()
+        boxes[i] = torch.tensor([cols[0], rows[0], cols[-1] + 1, rows[-1] + 1], dtype=torch.float32)
+    return boxes, keep
+
+
+def _finish(image: Any, target: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """After a transform: boxes, areas and which objects remain, from the transformed masks (the
+    labels of the final pixels, as everywhere in synthgen)."""
+    tv = _tv()
+    masks = target["masks"]
+    H, W = masks.shape[-2:]
+    boxes, keep = _boxes_from_masks(masks.as_subclass(torch.Tensor) if tv is not None else masks)
+    for k in ("labels", "iscrowd", "keypoints", "poses"):
+        if k in target:
+            target[k] = target[k][keep]
+    m = masks[keep]
+    target["masks"] = tv.Mask(m) if tv is not None else m
+    target["area"] = m.flatten(1).sum(1).float() if len(m) else torch.zeros(0)
+    b = boxes[keep]
+    target["boxes"] = tv.BoundingBoxes(b, format="XYXY", canvas_size=(H, W)) if tv is not None else b
+    return image, target
+
+
+def _apply_torchvision(t: Callable, image: Any, target: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    tv = _tv()
+    kp = target.pop("keypoints", None)
+    if kp is not None and tv is not None and hasattr(tv, "KeyPoints"):
+        H, W = image.shape[-2:]
+        target["keypoints"] = tv.KeyPoints(kp[..., :2].reshape(-1, 2), canvas_size=(H, W))
+        vis = kp[..., 2:]
+    image, target = t(image, target)
+    if kp is not None:
+        if "keypoints" in target:  # moved by the transform with the image
+            xy = target["keypoints"].as_subclass(torch.Tensor).reshape(-1, 9, 2)
+            target["keypoints"] = torch.cat([xy, vis], dim=-1)
+        else:
+            target["keypoints"] = kp
+    return _finish(image, target)
+
+
+def _apply_albumentations(t: Any, image: Any, target: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """An albumentations Compose: the image, the masks, the boxes (pascal_voc) and keypoints
+    (xy, when its keypoint_params are set) go through it together."""
+    img = image.as_subclass(torch.Tensor).permute(1, 2, 0).numpy()
+    masks = list(target["masks"].as_subclass(torch.Tensor).numpy()) if len(target["masks"]) else []
+    H, W = img.shape[:2]
+    boxes = target["boxes"].as_subclass(torch.Tensor).numpy().clip([0, 0, 0, 0], [W, H, W, H])
+    args: dict[str, Any] = {"image": img, "masks": masks}
+    if t.processors.get("bboxes") is not None:
+        args["bboxes"] = boxes
+        for f in t.processors["bboxes"].params.label_fields or []:
+            args[f] = list(range(len(boxes)))
+    kp = target.get("keypoints")
+    if kp is not None and t.processors.get("keypoints") is not None:
+        args["keypoints"] = kp[..., :2].reshape(-1, 2).numpy()
+    out = t(**args)
+    image = torch.from_numpy(np.ascontiguousarray(out["image"])).permute(2, 0, 1).contiguous()
+    H2, W2 = image.shape[-2:]
+    tv = _tv()
+    m = torch.from_numpy(np.stack(out["masks"]).astype(np.uint8)) if len(out["masks"]) else torch.zeros((0, H2, W2), dtype=torch.uint8)
+    target["masks"] = tv.Mask(m) if tv is not None else m
+    if "keypoints" in args:
+        xy = torch.from_numpy(np.asarray(out["keypoints"], np.float32).reshape(-1, 9, 2))
+        target["keypoints"] = torch.cat([xy, kp[..., 2:]], dim=-1)
+    return _finish(tv.Image(image) if tv is not None else image, target)
+
+
+# -- the datasets -------------------------------------------------------------------------------
+class _SharedEpoch:
+    """The epoch in shared memory: ``set_epoch`` in the main process reaches DataLoader workers,
+    persistent ones included (each holds its own copy of the dataset), fork or spawn alike."""
+
+    def _init_epoch(self, epoch: int) -> None:
+        self._epoch = multiprocessing.RawValue("q", int(epoch))
+
+    @property
+    def epoch(self) -> int:
+        return int(self._epoch.value)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Every epoch sees new samples (see the class)."""
+        self._epoch.value = int(epoch)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        if multiprocessing.context.get_spawning_popen() is None:  # a plain pickle, not a worker start
+            state["_epoch"] = self.epoch
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        if isinstance(state["_epoch"], int):
+            state["_epoch"] = multiprocessing.RawValue("q", state["_epoch"])
+        self.__dict__.update(state)
+
+
+class SynthDataset(_SharedEpoch, Dataset):
+    """Map-style: item ``i`` is sample ``epoch * length + i``, generated when asked for."""
+
+    def __init__(self, spec_or_generator: Any, length: int, seed: int | None = None, epoch: int = 0,
+                 transforms: Callable | None = None, float_images: bool = False, masks: bool = True,
+                 keypoints: bool = False, depth: bool = False, camera_K: bool = False, poses: bool = False):
+        if isinstance(length, bool) or not isinstance(length, int) or length < 1:
+            raise SynthgenError(f"length must be a whole number >= 1, got {length!r}")
+        self.length = length
+        self._init_epoch(epoch)
+        self._t = _Targets(_generator(spec_or_generator, seed), transforms, float_images, masks, keypoints, depth, camera_K, poses)
+
+    @property
+    def generator(self) -> Generator:
+        return self._t.gen
+
+    @property
+    def classes(self) -> list[str]:
+        return self._t.classes
+
+    def index_of(self, i: int) -> int:
+        """The sample index of item ``i`` in the current epoch."""
+        if not -self.length <= i < self.length:
+            raise IndexError(f"item {i} of a dataset of length {self.length}")
+        return self.epoch * self.length + (i % self.length)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, i: int) -> tuple[Any, dict[str, Any]]:
+        return self._t.item(self.index_of(i))
+
+
+class SynthIterableDataset(_SharedEpoch, IterableDataset):
+    """A stream of samples, endless (``length=None``) or ``length`` per epoch, split across
+    DataLoader workers and distributed ranks: the stream's k-th share is every G-th index from
+    k, with G = workers x ranks and k = rank x workers + worker, so no index is made twice and
+    none is skipped; deterministic for a given worker and rank count. Epoch e starts at sample
+    e x length (endless: e x 2**40)."""
+
+    def __init__(self, spec_or_generator: Any, length: int | None = None, seed: int | None = None, epoch: int = 0,
+                 transforms: Callable | None = None, rank: int | None = None, world_size: int | None = None,
+                 float_images: bool = False, masks: bool = True, keypoints: bool = False, depth: bool = False,
+                 camera_K: bool = False, poses: bool = False):
+        if length is not None and (isinstance(length, bool) or not isinstance(length, int) or length < 1):
+            raise SynthgenError(f"length must be a whole number >= 1 or None (endless), got {length!r}")
+        self.length = length
+        self._init_epoch(epoch)
+        self.rank, self.world_size = rank, world_size
+        self._t = _Targets(_generator(spec_or_generator, seed), transforms, float_images, masks, keypoints, depth, camera_K, poses)
+
+    @property
+    def generator(self) -> Generator:
+        return self._t.gen
+
+    @property
+    def classes(self) -> list[str]:
+        return self._t.classes
+
+    def _ranks(self) -> tuple[int, int]:
+        if self.rank is not None:
+            return int(self.rank), int(self.world_size or 1)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            return torch.distributed.get_rank(), torch.distributed.get_world_size()
+        return 0, 1
+
+    def indices(self) -> Iterator[int]:
+        """The sample indices this process's share of the stream makes, in order."""
+        info = get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        rank, world = self._ranks()
+        k, G = rank * workers + worker, world * workers
+        base = self.epoch * (self.length if self.length is not None else ENDLESS_EPOCH)
+        i = k
+        while self.length is None or i < self.length:
+            yield base + i
+            i += G
+
+    def __iter__(self) -> Iterator[tuple[Any, dict[str, Any]]]:
+        for index in self.indices():
+            yield self._t.item(index)
+
+    def __len__(self) -> int:
+        """Items this rank yields in an epoch (all its workers together)."""
+        if self.length is None:
+            raise TypeError("an endless SynthIterableDataset has no length")
+        rank, world = self._ranks()
+        return len(range(rank, self.length, world)) if world > 1 else self.length
+
+
+class CocoDataset(Dataset):
+    """A real COCO dataset (read with pycocotools) as ``(image, target)`` in the same form as
+    SynthDataset's; ``labels`` index ``["background", *categories]``."""
+
+    def __init__(self, ann_file: Any, image_dir: Any = None, masks: bool = True):
+        from .datasets.coco import CocoFile
+
+        if hasattr(ann_file, "coco") and hasattr(ann_file, "root"):  # a torchvision CocoDetection
+            self.file = CocoFile(None, ann_file.root, coco=ann_file.coco)
+        else:
+            if image_dir is None:
+                raise SynthgenError("CocoDataset needs the COCO file and the folder its file_name entries are relative to")
+            self.file = CocoFile(ann_file, image_dir)
+        self.categories = self.file.categories
+        self.masks = masks
+
+    def __len__(self) -> int:
+        return len(self.file)
+
+    def __getitem__(self, i: int) -> tuple[Any, dict[str, Any]]:
+        from .sources import read_image
+
+        rec = self.file[i]
+        img = read_image(rec.path, "RGB")
+        H, W = img.shape[:2]
+        objs = [o for o in rec.objects if not o.iscrowd]
+        tv = _tv()
+        image = torch.from_numpy(img).permute(2, 0, 1).contiguous()
+        boxes = torch.tensor([o.bbox for o in objs], dtype=torch.float32).reshape(-1, 4)
+        target: dict[str, Any] = {
+            "boxes": tv.BoundingBoxes(boxes, format="XYXY", canvas_size=(H, W)) if tv is not None else boxes,
+            "labels": torch.tensor([self.categories.index(o.category) + 1 for o in objs], dtype=torch.int64),
+            "image_id": rec.image_id,
+            "area": torch.tensor([o.area for o in objs], dtype=torch.float32),
+            "iscrowd": torch.zeros(len(objs), dtype=torch.int64),
+        }
+        if self.masks:
+            m = np.stack([o.mask(H, W) for o in objs]).astype(np.uint8) if objs else np.zeros((0, H, W), np.uint8)
+            target["masks"] = tv.Mask(torch.from_numpy(m)) if tv is not None else torch.from_numpy(m)
+        return (tv.Image(image) if tv is not None else image), target
+
+
+class MixedDataset(_SharedEpoch, Dataset):
+    """Real and synthetic samples at a fixed share: the "pretrain broad, fine-tune on your own
+    data" recipe in one dataset.
+
+    Item i is real when floor((i + 1) f) > floor(i f), f = real_fraction, so real items are
+    spread evenly: every run of B consecutive items holds round(B f) of them, give or take one.
+    Batch it in order (``shuffle=False``): synthetic samples are random already, and the real
+    images are taken in a new order every epoch (seeded). Real labels are mapped onto the
+    synthetic classes by name; a real category that is not one of them is an error.
+    """
+
+    def __init__(self, real: Any, synthetic: SynthDataset, real_fraction: float, length: int | None = None, seed: int = 0):
+        if not 0 <= real_fraction <= 1:
+            raise SynthgenError(f"real_fraction must be in [0, 1], got {real_fraction!r}")
+        self.real = real if isinstance(real, CocoDataset) else CocoDataset(real)
+        self.synthetic = synthetic
+        self.fraction = float(real_fraction)
+        self.length = int(length) if length is not None else len(synthetic)
+        self.seed = int(seed)
+        self._init_epoch(0)
+        classes = list(synthetic.classes)
+        unknown = [c for c in self.real.categories if c not in classes]
+        if unknown:
+            raise SynthgenError(f"real categories {unknown} are not classes of the synthetic spec ({', '.join(classes)}); "
+                                "name them alike so labels mean the same thing")
+        self._remap = torch.tensor([0] + [classes.index(c) + 1 for c in self.real.categories], dtype=torch.int64)
+
+    def set_epoch(self, epoch: int) -> None:
+        super().set_epoch(epoch)
+        self.synthetic.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def is_real(self, i: int) -> bool:
+        return math.floor((i + 1) * self.fraction) > math.floor(i * self.fraction)
+
+    def __getitem__(self, i: int) -> tuple[Any, dict[str, Any]]:
+        n_real = math.floor(i * self.fraction)  # real items before this one
+        if self.is_real(i):
+            order = np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=(self.epoch,))).permutation(len(self.real))
+            image, target = self.real[int(order[n_real % len(self.real)])]
+            target["labels"] = self._remap[target["labels"]]
+            target["real"] = True
+            return image, target
+        image, target = self.synthetic[(i - n_real) % len(self.synthetic)]
+        target["real"] = False
+        return image, target
+
+
+# -- batching -------------------------------------------------------------------------------------
+def collate(batch: Sequence[tuple[Any, dict[str, Any]]]) -> tuple[list[Any], list[dict[str, Any]]]:
+    """Detection batches as torchvision's detectors take them: a list of images and a list of
+    targets (images may differ in size; nothing is stacked)."""
+    images, targets = zip(*batch) if batch else ((), ())
+    return list(images), list(targets)
+
+
+def _uses_gl(dataset: Any) -> bool:
+    """Whether the dataset (or the synthetic half of a MixedDataset) renders with OpenGL."""
+    gen = getattr(dataset, "generator", None) or getattr(getattr(dataset, "synthetic", None), "generator", None)
+    return gen is not None and gen.spec.kind == "renderer"
+
+
+class DataLoader(torch.utils.data.DataLoader):
+    """torch's DataLoader with synthgen's ``collate`` by default, and spawned workers when the
+    dataset renders (a worker forked from a process that holds an OpenGL context hangs; spawned
+    workers re-import your script, so start training under ``if __name__ == "__main__":``)."""
+
+    def __init__(self, dataset: Any, *args: Any, **kwargs: Any):
+        kwargs.setdefault("collate_fn", collate)
+        if kwargs.get("num_workers", 0) > 0 and _uses_gl(dataset) and kwargs.get("multiprocessing_context") is None:
+            kwargs["multiprocessing_context"] = "spawn"
+        super().__init__(dataset, *args, **kwargs)

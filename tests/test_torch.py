@@ -1,0 +1,270 @@
+"""synthgen.torch in a training loop: on torch 2.13 (CPU) without torchvision, as CI has it.
+torchvision's own transforms and detectors are in the ``trainers`` tier (test_trainers.py)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from synthgen import Generator, SynthgenError  # noqa: E402
+from synthgen.spec import spec_from_dict  # noqa: E402
+from synthgen.torch import DataLoader, MixedDataset, SynthDataset, SynthIterableDataset, collate  # noqa: E402
+
+from .conftest import base_spec, needs_gl, write_spec  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def spec(assets):
+    raw = base_spec(assets)
+    raw["objects_per_image"] = [0, 4]
+    return spec_from_dict(raw)
+
+
+def test_item_i_is_sample_epoch_times_length_plus_i(spec):
+    gen = Generator(spec)
+    ds = SynthDataset(spec, length=10)
+    img, t = ds[3]
+    np.testing.assert_array_equal(img.permute(1, 2, 0).numpy(), gen[3].image)
+    ds.set_epoch(2)
+    img, t = ds[3]
+    assert t["image_id"] == 23
+    np.testing.assert_array_equal(img.permute(1, 2, 0).numpy(), gen[23].image)
+    s = gen[23]
+    np.testing.assert_array_equal(t["boxes"].numpy(), s.boxes)
+    np.testing.assert_array_equal(t["labels"].numpy(), s.labels + 1)  # 1-based: 0 is the background
+    np.testing.assert_array_equal(t["masks"].numpy().astype(bool), s.masks)
+    assert t["area"].tolist() == [float(a.area) for a in s.annotations]
+    assert SynthDataset(spec, length=10, epoch=2)[3][1]["image_id"] == 23
+
+
+def test_targets_have_torchvisions_shapes_even_with_no_object(spec):
+    ds = SynthDataset(spec, length=40)
+    seen_empty = seen_full = False
+    for i in range(40):
+        img, t = ds[i]
+        n = len(t["labels"])
+        assert img.dtype == torch.uint8 and img.shape == (3, 96, 128)
+        assert t["boxes"].shape == (n, 4) and t["boxes"].dtype == torch.float32
+        assert t["labels"].dtype == torch.int64 and t["masks"].shape == (n, 96, 128) and t["masks"].dtype == torch.uint8
+        assert t["area"].shape == (n,) and t["iscrowd"].shape == (n,) and t["iscrowd"].dtype == torch.int64
+        seen_empty |= n == 0
+        seen_full |= n > 0
+    assert seen_empty and seen_full
+    img, _ = SynthDataset(spec, length=2, float_images=True)[0]
+    assert img.dtype == torch.float32 and 0 <= float(img.min()) and float(img.max()) <= 1
+
+
+def test_dataloader_with_workers_gives_the_same_batches(spec):
+    ds = SynthDataset(spec, length=16)
+    a = list(DataLoader(ds, batch_size=4, num_workers=0))
+    b = list(DataLoader(ds, batch_size=4, num_workers=2))
+    assert len(a) == len(b) == 4
+    for (ia, ta), (ib, tb) in zip(a, b):
+        assert isinstance(ia, list) and isinstance(ta, list) and len(ia) == 4
+        for x, y in zip(ia, ib):
+            assert torch.equal(x, y)
+        for x, y in zip(ta, tb):
+            assert torch.equal(x["boxes"], y["boxes"]) and x["image_id"] == y["image_id"]
+    # persistent workers keep their copy of the dataset (and its backend) from epoch to epoch,
+    # and still see every epoch's new samples
+    loader = DataLoader(ds, batch_size=8, num_workers=2, persistent_workers=True)
+    for epoch in range(3):
+        ds.set_epoch(epoch)
+        assert [t["image_id"] for _, ts in loader for t in ts] == list(range(16 * epoch, 16 * epoch + 16))
+    import pickle
+
+    assert pickle.loads(pickle.dumps(ds)).epoch == 2  # a plain pickle keeps the epoch as a number
+
+
+@pytest.mark.parametrize("workers,ranks", [(0, 1), (2, 1), (2, 2), (3, 2)])
+def test_the_stream_splits_across_workers_and_ranks_with_no_duplicates_or_gaps(spec, workers, ranks):
+    seen = []
+    for rank in range(ranks):
+        ds = SynthIterableDataset(spec, length=23, rank=rank, world_size=ranks, masks=False)
+        got = [t["image_id"] for _, ts in DataLoader(ds, batch_size=5, num_workers=workers) for t in ts]
+        assert len(got) == len(ds) or ranks == 1
+        seen += got
+    assert sorted(seen) == list(range(23))
+    ds = SynthIterableDataset(spec, length=23, epoch=3, masks=False)
+    assert [t["image_id"] for _, ts in DataLoader(ds, batch_size=8) for t in ts] == list(range(69, 92))
+    persistent = DataLoader(ds, batch_size=8, num_workers=2, persistent_workers=True)
+    for epoch in (4, 5):
+        ds.set_epoch(epoch)
+        assert sorted(t["image_id"] for _, ts in persistent for t in ts) == list(range(23 * epoch, 23 * epoch + 23))
+
+
+def test_an_endless_stream_keeps_going(spec):
+    it = iter(SynthIterableDataset(spec, masks=False))
+    ids = [next(it)[1]["image_id"] for _ in range(30)]
+    assert ids == list(range(30))
+
+
+def test_albumentations_flip_and_crop_keep_boxes_masks_and_labels_together(spec):
+    import albumentations as A
+
+    t = A.Compose([A.HorizontalFlip(p=1.0), A.RandomCrop(64, 96, p=1.0)], seed=0,
+                  bbox_params=A.BboxParams(format="pascal_voc", label_fields=["ids"], min_visibility=0.0))
+    plain = SynthDataset(spec, length=20)
+    moved = SynthDataset(spec, length=20, transforms=t)
+    checked = 0
+    for i in range(20):
+        img, tg = moved[i]
+        _, orig = plain[i]
+        assert img.shape == (3, 64, 96)
+        n = len(tg["labels"])
+        assert tg["boxes"].shape == (n, 4) and tg["masks"].shape == (n, 64, 96)
+        for box, m in zip(tg["boxes"], tg["masks"]):
+            ys, xs = torch.nonzero(m, as_tuple=True)
+            assert box.tolist() == [float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)]
+        assert set(tg["labels"].tolist()) <= set(orig["labels"].tolist())
+        assert tg["area"].tolist() == [float(m.sum()) for m in tg["masks"]]
+        checked += n
+    assert checked > 5
+    # the flip alone: every box mirrored, the same labels
+    flip = SynthDataset(spec, length=20, transforms=A.Compose([A.HorizontalFlip(p=1.0)], seed=0))
+    for i in range(5):
+        _, a = plain[i]
+        _, b = flip[i]
+        assert a["labels"].tolist() == b["labels"].tolist()
+        mirrored = torch.stack([128 - a["boxes"][:, 2], a["boxes"][:, 1], 128 - a["boxes"][:, 0], a["boxes"][:, 3]], 1)
+        assert torch.equal(b["boxes"], mirrored)
+
+
+def test_mixed_dataset_has_the_share_of_real_images_in_every_batch(spec, assets, tmp_path):
+    real_raw = base_spec(assets)
+    real_raw["classes"] = {k: real_raw["classes"][k] for k in ("bar", "ring")}  # other order, fewer classes
+    real_raw["output"]["formats"] = ["coco"]
+    real_raw["output"]["split"] = {"train": 1.0}
+    Generator(spec_from_dict(real_raw)).generate(tmp_path / "real", n=10)
+    real = (tmp_path / "real" / "annotations" / "instances_train.json", tmp_path / "real" / "images" / "train")
+    from synthgen.torch import CocoDataset
+
+    mixed = MixedDataset(CocoDataset(*real), SynthDataset(spec, length=32), real_fraction=0.25)
+    batches = list(DataLoader(mixed, batch_size=8, shuffle=False))
+    assert [sum(t["real"] for t in ts) for _, ts in batches] == [2, 2, 2, 2]
+    names = ["background", *spec.categories]
+    coco = json.loads(real[0].read_text())
+    by_image = {im["id"]: im for im in coco["images"]}
+    for _, ts in batches:
+        for t in ts:
+            if t["real"]:
+                want = sorted({c["id"]: c["name"] for c in coco["categories"]}[a["category_id"]]
+                              for a in coco["annotations"] if a["image_id"] == t["image_id"])
+                assert sorted(names[i] for i in t["labels"].tolist()) == want and t["image_id"] in by_image
+    other = dict(real_raw)
+    other["classes"] = {"cat": real_raw["classes"]["ring"]}
+    Generator(spec_from_dict(other)).generate(tmp_path / "cats", n=3)
+    with pytest.raises(SynthgenError, match=r"real categories \['cat'\] are not classes of the synthetic spec"):
+        MixedDataset(CocoDataset(tmp_path / "cats" / "annotations" / "instances_train.json", tmp_path / "cats" / "images" / "train"),
+                     SynthDataset(spec, length=8), 0.5)
+
+
+def test_collate_of_an_empty_batch():
+    assert collate([]) == ([], [])
+
+
+HANG = """
+import sys, torch
+from synthgen.torch import SynthDataset, DataLoader
+{imports}
+def main():
+    ds = SynthDataset({spec!r}, length=6)
+    ds[0]  # render one sample in the main process: it now holds an OpenGL context
+    loader = {loader}(ds, batch_size=2, num_workers=2{extra})
+    ids = [t["image_id"] for _, ts in loader for t in ts]
+    print("ids", ids)
+
+if __name__ == "__main__":
+    main()
+"""
+
+
+@pytest.mark.slow
+@needs_gl()
+def test_renderer_in_dataloader_workers_after_the_main_process_rendered(shared, tmp_path):
+    """The sequence that hung: render in the main process, then a 2-worker DataLoader. torch's
+    default (fork) now fails at once with advice; synthgen's DataLoader spawns and works."""
+    from .test_renderer import _spec
+
+    raw = _spec(shared, output={"size": [96, 72], "formats": ["coco"]})
+    spec = write_spec(tmp_path / "r.yaml", raw)
+    script = tmp_path / "hang.py"
+    script.write_text(HANG.format(spec=str(spec), imports="", loader="torch.utils.data.DataLoader",
+                                  extra=", collate_fn=lambda b: tuple(zip(*b))"))
+    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=180)
+    assert r.returncode != 0 and "forked from process" in r.stderr and "multiprocessing_context='spawn'" in r.stderr, r.stderr[-2000:]
+    script.write_text(HANG.format(spec=str(spec), imports="", loader="DataLoader", extra=""))
+    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and "ids [0, 1, 2, 3, 4, 5]" in r.stdout, r.stderr[-2000:]
+
+
+@needs_gl()
+def test_renderer_extras_when_asked(shared):
+    from .test_renderer import _spec
+
+    raw = _spec(shared, output={"size": [96, 72], "formats": ["coco"]})
+    ds = SynthDataset(spec_from_dict(raw), length=4, keypoints=True, depth=True, camera_K=True, poses=True)
+    for i in range(4):
+        img, t = ds[i]
+        n = len(t["labels"])
+        assert t["keypoints"].shape == (n, 9, 3) and t["poses"].shape == (n, 4, 4)
+        assert t["depth"].shape == (72, 96) and t["camera_K"].shape == (3, 3)
+    with pytest.raises(SynthgenError, match="come from the renderer"):
+        SynthDataset(spec_from_dict(base_spec_for_error()), length=2, depth=True)
+
+
+def base_spec_for_error():
+    from .conftest import SHARED
+
+    return {"backgrounds": {"paths": [str(SHARED / "backgrounds")]},
+            "classes": {"x": {"source": str(SHARED / "cutpaste-bigbird" / "objects" / "mahatma_rice"), "mask": "{stem}.pbm",
+                              "mask_inverted": True}}}
+
+
+def test_readme_style_loop_runs_as_a_script(spec, assets, tmp_path):
+    """A training loop as the README shows it: a DataLoader with 2 workers, epochs, a model step."""
+    path = write_spec(tmp_path / "s.yaml", base_spec(assets))
+    script = tmp_path / "loop.py"
+    script.write_text(textwrap.dedent(f"""
+        import torch
+        from synthgen.torch import SynthDataset, DataLoader
+
+        if __name__ == "__main__":
+            ds = SynthDataset({str(path)!r}, length=8)
+            loader = DataLoader(ds, batch_size=4, num_workers=2, persistent_workers=True)
+            seen = []
+            for epoch in range(2):
+                ds.set_epoch(epoch)
+                for images, targets in loader:
+                    assert len(images) == 4
+                    seen += [t["image_id"] for t in targets]
+            assert seen == list(range(16)), seen  # fresh samples every epoch
+            print("ok")
+    """))
+    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and "ok" in r.stdout, r.stderr[-2000:]
+
+
+@needs_gl()
+def test_albumentations_moves_renderer_keypoints_with_the_image(shared):
+    import albumentations as A
+
+    from .test_renderer import _spec
+
+    spec = spec_from_dict(_spec(shared, output={"size": [160, 120], "formats": ["coco"]}))
+    t = A.Compose([A.HorizontalFlip(p=1.0)], seed=0, keypoint_params=A.KeypointParams(format="xy", remove_invisible=False))
+    plain = SynthDataset(spec, length=3, keypoints=True)
+    flipped = SynthDataset(spec, length=3, keypoints=True, transforms=t)
+    for i in range(3):
+        _, a = plain[i]
+        _, b = flipped[i]
+        # pixel centres at whole numbers (OpenCV's K, as synthgen's): a point at x lands on 159 - x
+        assert torch.allclose(b["keypoints"][..., 0], 159 - a["keypoints"][..., 0], atol=1e-4)
+        assert torch.equal(b["keypoints"][..., 1:], a["keypoints"][..., 1:])
