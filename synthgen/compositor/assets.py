@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -37,11 +37,28 @@ class Cutout:
     footprint: np.ndarray
     small: np.ndarray
     """(hs, ws) uint8 0/1 mask, longer side at most FOOTPRINT_SIDE, for the placement solver."""
+    levels: list = field(default_factory=list, compare=False, repr=False)
+    """rgba halved again and again (area averaging), made when first asked for: an object is
+    drawn from the smallest level at least its drawn size, so one bilinear warp does the rest."""
 
     @property
     def size(self) -> tuple[int, int]:
         """(width, height) in pixels."""
         return self.rgba.shape[1], self.rgba.shape[0]
+
+    def level(self, scale: float) -> tuple[np.ndarray, int]:
+        """The pyramid level to draw from at ``scale`` (drawn size / cutout size), and its
+        number k (level k is 2**k times smaller): the smallest level not smaller than the
+        drawn size."""
+        if not self.levels:
+            self.levels.append(self.rgba)
+        k = 0
+        while scale * (1 << (k + 1)) <= 1.0 and min(self.levels[k].shape[:2]) >= 4:
+            if len(self.levels) == k + 1:
+                prev = self.levels[k]
+                self.levels.append(cv2.resize(prev, (prev.shape[1] // 2, prev.shape[0] // 2), interpolation=cv2.INTER_AREA))
+            k += 1
+        return self.levels[k], k
 
 
 @dataclass(frozen=True)

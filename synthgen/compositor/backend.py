@@ -22,30 +22,42 @@ from .planning import ObjectPlan, Scene, object_cutout
 
 
 def rasterize(cut: Cutout, obj: ObjectPlan) -> tuple[np.ndarray, int, int]:
-    """The object's premultiplied RGBA patch and its top-left (x0, y0) in image pixels."""
+    """The object's premultiplied RGBA patch and its top-left (x0, y0) in image pixels.
+
+    The cutout scaled to (nw, nh), flipped and turned about its centre, in one bilinear warp
+    from the pyramid level just above the drawn size (area-averaged halvings), so neither a big
+    photo is resampled whole nor a small object aliased. Premultiplied colour: the zero border
+    blends as fully transparent.
+    """
     w, h = cut.size
     s = obj.size_px / max(w, h)
     nw, nh = max(1, round(w * s)), max(1, round(h * s))
-    interp = cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR
-    patch = cv2.resize(cut.rgba, (nw, nh), interpolation=interp)
+    src, _ = cut.level(s)
+    lh, lw = src.shape[:2]
+    # level pixels -> the scaled cutout's pixels (pixel centres at integers, as OpenCV resizes)
+    sx, sy = nw / lw, nh / lh
+    m = np.array([[sx, 0.0, 0.5 * sx - 0.5], [0.0, sy, 0.5 * sy - 0.5], [0.0, 0.0, 1.0]])
     if obj.flip:
-        patch = patch[:, ::-1]
+        m = np.array([[-1.0, 0.0, nw - 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]) @ m
     angle = obj.angle % 360.0
+    bw, bh = nw, nh
     if angle > 1e-9:
         a = math.radians(angle)
         c, si = abs(math.cos(a)), abs(math.sin(a))
         bw, bh = math.ceil(nw * c + nh * si), math.ceil(nw * si + nh * c)
         # OpenCV: positive angle = counter-clockwise on screen; pixel centres at integers.
-        m = cv2.getRotationMatrix2D(((nw - 1) / 2, (nh - 1) / 2), angle, 1.0)
-        m[0, 2] += (bw - nw) / 2
-        m[1, 2] += (bh - nh) / 2
-        # Premultiplied colour, so the zero border blends as fully transparent.
-        patch = cv2.warpAffine(np.ascontiguousarray(patch), m, (bw, bh), flags=cv2.INTER_LINEAR,
-                               borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0, 0))
-    ph, pw = patch.shape[:2]
-    x0 = int(math.floor(obj.center[0] - pw / 2 + 0.5))
-    y0 = int(math.floor(obj.center[1] - ph / 2 + 0.5))
-    return np.ascontiguousarray(patch), x0, y0
+        r = cv2.getRotationMatrix2D(((nw - 1) / 2, (nh - 1) / 2), angle, 1.0)
+        r[0, 2] += (bw - nw) / 2
+        r[1, 2] += (bh - nh) / 2
+        m = np.vstack([r, [0.0, 0.0, 1.0]]) @ m
+    if (lw, lh) == (bw, bh) and np.allclose(m, np.eye(3)):
+        patch = src.copy()
+    else:
+        patch = cv2.warpAffine(src, m[:2], (bw, bh), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                               borderValue=(0, 0, 0, 0))
+    x0 = int(math.floor(obj.center[0] - bw / 2 + 0.5))
+    y0 = int(math.floor(obj.center[1] - bh / 2 + 0.5))
+    return patch, x0, y0
 
 
 def adjust_colour(patch: np.ndarray, brightness: float, contrast: float) -> np.ndarray:

@@ -84,13 +84,14 @@ def paste(image: np.ndarray, patch: np.ndarray, x0: int, y0: int, mode: str = "n
     params = params or {}
     H, W = image.shape[:2]
     ph, pw = patch.shape[:2]
-    if mode == "none":  # the common case: composite in place, no window to build
+    if mode == "none":  # the common case: composite in place, in uint8, on the object's window only
         ix0, iy0, ix1, iy1 = max(0, x0), max(0, y0), min(W, x0 + pw), min(H, y0 + ph)
         if ix1 > ix0 and iy1 > iy0:
-            sub = patch[iy0 - y0 : iy1 - y0, ix0 - x0 : ix1 - x0]
-            a = sub[..., 3:4].astype(np.float32) * (1.0 / 255.0)
+            sub = np.ascontiguousarray(patch[iy0 - y0 : iy1 - y0, ix0 - x0 : ix1 - x0])
             region = image[iy0:iy1, ix0:ix1]
-            np.copyto(region, (sub[..., :3] + region * (1.0 - a) + 0.5).astype(np.uint8))
+            # premultiplied "over": rgb + region * (255 - alpha) / 255, rounded, saturating
+            inv = cv2.cvtColor(255 - sub[..., 3], cv2.COLOR_GRAY2RGB)
+            np.copyto(region, cv2.add(cv2.cvtColor(sub, cv2.COLOR_RGBA2RGB), cv2.multiply(np.ascontiguousarray(region), inv, scale=1.0 / 255.0)))
         return
     r = reach(mode, params)
     wx0, wy0, wx1, wy1 = max(0, x0 - r), max(0, y0 - r), min(W, x0 + pw + r), min(H, y0 + ph + r)

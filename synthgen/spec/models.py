@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, PlainValidator, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, PlainValidator, PrivateAttr, field_validator, model_validator
 
 from .distributions import Distribution, parse_distribution
 
@@ -297,6 +297,7 @@ class Spec(_Model):
     augment: Augment = Augment()
     base_dir: Annotated[Path, Field(exclude=True)] = Path(".")
     """Folder that relative paths in the spec are resolved against (the spec file's)."""
+    _placements: dict = PrivateAttr(default_factory=dict)
 
     @field_validator("classes")
     @classmethod
@@ -312,12 +313,19 @@ class Spec(_Model):
         return self
 
     def placement_for(self, category: str | None) -> Placement:
-        """The global placement with a class's (or, for None, the distractors') overrides applied."""
+        """The global placement with a class's (or, for None, the distractors') overrides applied
+        (made once per class: the spec is frozen)."""
+        cached = self._placements.get(category)
+        if cached is not None:
+            return cached
         src = self.distractors if category is None else self.classes[category]
         if src is None:
-            return self.placement
-        own = src.model_dump(include=set(PlacementOverrides.model_fields), exclude_none=True)
-        return self.placement.model_copy(update={k: getattr(src, k) for k in own})
+            p = self.placement
+        else:
+            own = src.model_dump(include=set(PlacementOverrides.model_fields), exclude_none=True)
+            p = self.placement.model_copy(update={k: getattr(src, k) for k in own})
+        self._placements[category] = p
+        return p
 
     @property
     def categories(self) -> list[str]:
