@@ -98,7 +98,9 @@ def to_torch(sample: Sample, masks: bool = True, keypoints: bool = False, depth:
     """A Sample as ``(image, target)`` in torchvision's detection convention (see the module)."""
     tv = _tv()
     H, W = sample.image.shape[:2]
-    image = torch.from_numpy(np.ascontiguousarray(sample.image)).permute(2, 0, 1).contiguous()
+    # CHW as a view of the HWC pixels (channels-last memory): the same values without a
+    # transposing copy; torch and torchvision take strided tensors as they come
+    image = torch.from_numpy(np.ascontiguousarray(sample.image)).permute(2, 0, 1)
     boxes = torch.from_numpy(sample.boxes.reshape(-1, 4))
     anns = sample.annotations
     target: dict[str, Any] = {
@@ -421,9 +423,49 @@ class MixedDataset(_SharedEpoch, Dataset):
 # -- batching -------------------------------------------------------------------------------------
 def collate(batch: Sequence[tuple[Any, dict[str, Any]]]) -> tuple[list[Any], list[dict[str, Any]]]:
     """Detection batches as torchvision's detectors take them: a list of images and a list of
-    targets (images may differ in size; nothing is stacked)."""
-    images, targets = zip(*batch) if batch else ((), ())
-    return list(images), list(targets)
+    targets (images may differ in size).
+
+    In a DataLoader worker, every image, and every tensor of a target key, becomes a view of one
+    storage for the whole batch: a storage travels to the main process once (one shared-memory
+    segment, not one per tensor), which doubles what the loader carries on a small machine."""
+    images, targets = (list(x) for x in zip(*batch)) if batch else ([], [])
+    if get_worker_info() is None:
+        return images, targets
+    images = _one_storage(images)
+    targets = [dict(t) for t in targets]
+    for key in targets[0] if targets else ():
+        values = [t.get(key) for t in targets]
+        if all(isinstance(v, torch.Tensor) for v in values) and len({v.dtype for v in values}) == 1:
+            for t, v in zip(targets, _one_storage(values)):
+                t[key] = v
+    return images, targets
+
+
+def _one_storage(tensors: list[Any]) -> list[Any]:
+    """The same tensors (shapes, dtypes, torchvision subclasses and their metadata) as views of
+    one storage, made in shared memory (one copy, instead of a copy and a copy into shared
+    memory when the batch is sent)."""
+    if len({t.dtype for t in tensors}) != 1:
+        return tensors
+    plain = [t.as_subclass(torch.Tensor) for t in tensors]
+    # an HWC image viewed as CHW is copied in its own memory order, and viewed the same way again
+    hwc = [t.dim() == 3 and not t.is_contiguous() and t.permute(1, 2, 0).is_contiguous() for t in plain]
+    parts = [(t.permute(1, 2, 0) if h else t).reshape(-1) for t, h in zip(plain, hwc)]
+    total = sum(p.numel() for p in parts)
+    try:
+        storage = torch.UntypedStorage._new_shared(max(1, total * parts[0].element_size()))
+        flat = torch.empty(0, dtype=parts[0].dtype).set_(storage, 0, (total,), (1,))
+        torch.cat(parts, out=flat)
+    except (AttributeError, RuntimeError):  # another torch: let the sending share it
+        flat = torch.cat(parts)
+    tv = _tv()
+    out, pos = [], 0
+    for t, h in zip(tensors, hwc):
+        n = t.numel()
+        v = flat[pos : pos + n].view(t.shape[1], t.shape[2], t.shape[0]).permute(2, 0, 1) if h else flat[pos : pos + n].view(t.shape)
+        pos += n
+        out.append(tv.wrap(v, like=t) if tv is not None and isinstance(t, tv.TVTensor) else v)
+    return out
 
 
 def _uses_gl(dataset: Any) -> bool:

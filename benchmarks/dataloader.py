@@ -1,0 +1,163 @@
+"""synthgen in a training loop: DataLoader throughput, the loader's overhead, worker memory, and
+the in-memory compositor against an earlier commit.
+
+    python benchmarks/dataloader.py                       # loader figures (a few minutes)
+    python benchmarks/dataloader.py --baseline REV        # also in-memory samples/s against REV
+    python benchmarks/dataloader.py --memory              # also worker RSS at 1,000 and 10,000 samples
+
+Loader figures: SynthDataset items (uint8 CHW image, boxes, labels, masks) per second through
+torch's DataLoader (synthgen's collate; spawned workers for the renderer), with 0 and 2 workers,
+for the compositor at 640x480 and 320x320 and the renderer at 320x320, and in the same run the
+same items made in a plain loop (``dataset[i]``), so the loader's overhead is a ratio. Blocks of
+each alternate, so drift in the machine's speed falls on all alike. Two regimes, each in a
+process of its own: library threads as they come (OpenCV and Mesa's rasteriser use every core
+from one process) and one thread per process (``cv2.setNumThreads(1)``, ``torch.set_num_threads(1)``,
+``LP_NUM_THREADS=1``), where the loader's own scaling shows. Targets: 2 workers at least 1.8x 0
+workers; loader overhead under 10%; worker memory flat over 10,000 samples.
+
+``--baseline REV``: samples/s of ``Generator[i]`` (the in-memory compositor, 640x480, demo spec)
+for this tree and for REV (a git worktree made for the run), alternating processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+DEMO = ROOT / "scenes" / "demo.yaml"
+RENDER = ROOT / "scenes" / "demo-renderer.yaml"
+CONFIGS = {
+    "compositor 640x480": (DEMO, ["output.size=[640, 480]"]),
+    "compositor 320x320": (DEMO, ["output.size=[320, 320]"]),
+    "renderer 320x320": (RENDER, ["output.size=[320, 320]"]),
+}
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def loader_figures(n: int, rounds: int, one_thread: bool) -> None:
+    if one_thread:
+        import cv2
+        import torch
+
+        cv2.setNumThreads(1)
+        torch.set_num_threads(1)
+    from synthgen import Generator
+    from synthgen.torch import DataLoader, SynthDataset
+
+    print("one thread per process:" if one_thread else "library threads as they come:")
+
+    for name, (spec, sets) in CONFIGS.items():
+        ds = SynthDataset(Generator.from_yaml(spec, overrides=sets), length=n)
+        loaders = {w: DataLoader(ds, batch_size=8, num_workers=w, persistent_workers=w > 0) for w in (0, 2)}
+        ds.set_epoch(1000)
+        for w, loader in loaders.items():  # warm up: workers started, assets decoded, GL and shaders made
+            for _ in range(2):
+                for _ in loader:
+                    pass
+        for i in range(n):
+            ds[i]
+        t = {"plain": 0.0, 0: 0.0, 2: 0.0}
+        for r in range(rounds):
+            ds.set_epoch(r + 1)  # new samples every round, the same for all three
+            t0 = time.perf_counter()
+            for i in range(n):
+                ds[i]
+            t["plain"] += time.perf_counter() - t0
+            for w, loader in loaders.items():
+                t0 = time.perf_counter()
+                for _ in loader:
+                    pass
+                t[w] += time.perf_counter() - t0
+        rate = {k: n * rounds / v for k, v in t.items()}
+        print(f"  {name}: plain loop {rate['plain']:6.1f}/s, DataLoader 0 workers {rate[0]:6.1f}/s "
+              f"(overhead {rate['plain'] / rate[0] - 1:+.1%}), 2 workers {rate[2]:6.1f}/s = {rate[2] / rate[0]:.2f}x 0 workers")
+
+
+def memory(samples: tuple[int, ...]) -> None:
+    from synthgen import Generator
+    from synthgen.torch import DataLoader, SynthDataset
+
+    ds = SynthDataset(Generator.from_yaml(DEMO, overrides=["output.size=[320, 320]"]), length=max(samples))
+    loader = DataLoader(ds, batch_size=8, num_workers=2)
+    it = iter(loader)
+    seen = 0
+    pids = [w.pid for w in it._workers]
+    for _ in it:
+        seen += 8
+        if seen in samples:
+            print(f"after {seen:6d} samples: worker RSS {', '.join(f'{rss_mib(p):.1f}' for p in pids)} MiB; "
+                  f"main {rss_mib(os.getpid()):.1f} MiB")
+
+
+IN_MEMORY = r"""
+import sys, time
+sys.path.insert(0, {tree!r})
+from synthgen import Generator
+gen = Generator.from_yaml({spec!r}, overrides=["output.size=[640, 480]"])
+for i in range(40): gen[i]
+t = time.perf_counter()
+for i in range(1000, 1000 + {n}): gen[i]
+print({n} / (time.perf_counter() - t))
+"""
+
+
+def against(rev: str, n: int, rounds: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        base = Path(tmp) / "base"
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "-q", "--detach", str(base), rev], check=True)
+        try:
+            rates: dict[str, list[float]] = {"this tree": [], rev: []}
+            for _ in range(rounds):
+                for name, tree in (("this tree", ROOT), (rev, base)):
+                    code = IN_MEMORY.format(tree=str(tree), spec=str(tree / "scenes" / "demo.yaml"), n=n)
+                    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp,
+                                       env={**os.environ, "PYTHONPATH": str(tree)})
+                    if r.returncode:
+                        raise SystemExit(r.stderr[-2000:])
+                    rates[name].append(float(r.stdout.split()[-1]))
+            now, then = max(rates["this tree"]), max(rates[rev])
+            print(f"in-memory compositor 640x480: this tree {now:.1f} samples/s, {rev} {then:.1f} samples/s "
+                  f"= {now / then:.2f}x (best of {rounds}: {rates})")
+        finally:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(base)], check=False)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, default=160, help="samples per round and configuration")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--baseline", help="a git revision to compare the in-memory compositor with")
+    ap.add_argument("--memory", action="store_true", help="worker RSS at 1,000 and 10,000 samples")
+    ap.add_argument("--skip-loader", action="store_true")
+    ap.add_argument("--regime", choices=["default", "one-thread"], help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.regime:  # a child: one regime, in a process of its own
+        loader_figures(args.n, args.rounds, args.regime == "one-thread")
+        return
+    if args.baseline:
+        against(args.baseline, 400, args.rounds)
+    if not args.skip_loader:
+        for regime in ("default", "one-thread"):
+            env = {**os.environ, **({"LP_NUM_THREADS": "1"} if regime == "one-thread" else {})}
+            subprocess.run([sys.executable, __file__, "--regime", regime, "--n", str(args.n), "--rounds", str(args.rounds)],
+                           check=True, env=env)
+    if args.memory:
+        memory((1000, 10000))
+
+
+if __name__ == "__main__":
+    main()
