@@ -186,40 +186,126 @@ def check(
 @app.command()
 @_guarded
 def show(
-    spec: SpecArg,
-    index: Annotated[list[int], typer.Option("--index", "-i", metavar="I", help="Sample index; repeat for a grid.")] = [0],  # noqa: B006
+    target: Annotated[Path, typer.Argument(metavar="SPEC|DATASET", help="A scene spec (YAML), or a dataset on disk: a folder "
+                                           "(synthgen output, COCO, YOLO or VOC), a COCO .json or a YOLO data.yaml.", show_default=False)],
+    index: Annotated[list[int], typer.Option("--index", "-i", metavar="I", help="Sample index (spec) or image id / position (dataset); repeat for a grid.")] = [0],  # noqa: B006
     out: Annotated[Path, typer.Option("--out", "-o", metavar="PNG", help="PNG to write.")] = Path("sample.png"),
     seed: SeedOpt = None,
     set_: SetOpt = None,
     cols: Annotated[int, typer.Option("--cols", metavar="C", help="Grid columns when several indices are given.")] = 3,
     no_masks: Annotated[bool, typer.Option("--no-masks", help="Draw boxes only.")] = False,
     no_labels: Annotated[bool, typer.Option("--no-labels", help="The image alone, nothing drawn.")] = False,
-    blend: Annotated[Optional[list[str]], typer.Option("--blend", metavar="MODE", help="Render the same scene with this blend mode; repeat for a grid.")] = None,
+    blend: Annotated[Optional[list[str]], typer.Option("--blend", metavar="MODE", help="Spec: render the same scene with this blend mode; repeat for a grid.")] = None,
     depth: Annotated[bool, typer.Option("--depth", help="Renderer: put the depth map beside each sample.")] = False,
+    format: Annotated[Optional[str], typer.Option("--format", metavar="FMT", help="Dataset: coco, yolo or voc (found by itself otherwise).")] = None,
+    images: Annotated[Optional[Path], typer.Option("--images", metavar="DIR", help="Dataset: the folder of a COCO file's images, when not beside it.")] = None,
 ) -> None:
-    """Render sample(s) with boxes, masks and class names drawn, to look at your data."""
+    """Draw samples of a spec, or images of a dataset on disk, with boxes, masks, class names,
+    visibility and truncation (and the renderer's depth and projected 3D boxes)."""
     import numpy as np
 
     from .inspect.draw import depth_image, draw_sample, grid
     from .spec.models import BLEND_MODES
 
-    bad = [i for i in index if i < 0]
-    if bad:
-        raise SynthgenError(f"--index must be >= 0, got {bad[0]}")
     if cols < 1:
         raise SynthgenError(f"--cols must be at least 1, got {cols}")
-    for b in blend or []:
-        if b not in BLEND_MODES:
-            raise SynthgenError(f"--blend {b!r}: choose from {', '.join(BLEND_MODES)}")
-    gen = _load(spec, seed, set_)
-    samples = [gen.sample(i, variant=b) for i in index for b in (blend or [None])]
-    pictures = [s.image if no_labels else draw_sample(s, masks=not no_masks) for s in samples]
-    if depth:
-        if any(s.depth is None for s in samples):
-            raise SynthgenError("--depth: this spec makes no depth (it needs kind: renderer)")
-        pictures = [np.hstack([p, np.full((p.shape[0], 4, 3), 255, np.uint8), depth_image(s.depth)]) for p, s in zip(pictures, samples)]
+    if not _is_spec(target):
+        if blend or seed is not None or set_:
+            raise SynthgenError("--blend, --seed and --set are for a spec; this is a dataset on disk")
+        pictures = _show_dataset(target, index, format, images, no_masks, no_labels, depth)
+    else:
+        bad = [i for i in index if i < 0]
+        if bad:
+            raise SynthgenError(f"--index must be >= 0, got {bad[0]}")
+        for b in blend or []:
+            if b not in BLEND_MODES:
+                raise SynthgenError(f"--blend {b!r}: choose from {', '.join(BLEND_MODES)}")
+        gen = _load(target, seed, set_)
+        samples = [gen.sample(i, variant=b) for i in index for b in (blend or [None])]
+        pictures = [s.image if no_labels else draw_sample(s, masks=not no_masks) for s in samples]
+        if depth:
+            if any(s.depth is None for s in samples):
+                raise SynthgenError("--depth: this spec makes no depth (it needs kind: renderer)")
+            pictures = [np.hstack([p, np.full((p.shape[0], 4, 3), 255, np.uint8), depth_image(s.depth)]) for p, s in zip(pictures, samples)]
+    if len({p.shape for p in pictures}) > 1:  # images of a dataset may differ in size: pad to the largest
+        h = max(p.shape[0] for p in pictures)
+        w = max(p.shape[1] for p in pictures)
+        pictures = [np.pad(p, ((0, h - p.shape[0]), (0, w - p.shape[1]), (0, 0)), constant_values=255) for p in pictures]
     picture = pictures[0] if len(pictures) == 1 else grid(pictures, min(cols, len(pictures)))
     _write_png(out, picture)
+
+
+def _is_spec(target: Path) -> bool:
+    """A scene spec is YAML with classes; a dataset is a folder, a COCO .json or a YOLO data.yaml."""
+    import yaml
+
+    if target.is_dir() or target.suffix.lower() == ".json":
+        return False
+    if target.suffix.lower() in (".yaml", ".yml") and target.is_file():
+        try:
+            head = yaml.safe_load(target.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError):
+            return True  # the spec loader says what is wrong with it
+        return not (isinstance(head, dict) and "names" in head and "classes" not in head)
+    return True
+
+
+def _show_dataset(target: Path, index: list[int], format: str | None, images: Path | None, no_masks: bool,
+                  no_labels: bool, depth: bool) -> list:
+    import numpy as np
+
+    from .datasets import open_dataset
+    from .inspect.draw import depth_image, draw_item
+    from .sources import read_image
+
+    ds = open_dataset(target, format, images)
+    pictures = []
+    for i in index:
+        item = ds.find(i)
+        pic = read_image(item.path, "RGB") if no_labels else draw_item(item, ds.categories, masks=not no_masks)
+        if depth:
+            d = ds.root / "depth" / item.split / f"{item.path.stem}.png"
+            if not d.exists():
+                raise SynthgenError(f"--depth: no depth map {d} (synthgen's renderer writes OUT/depth/<split>/<id>.png)")
+            import cv2
+
+            mm = cv2.imread(str(d), cv2.IMREAD_UNCHANGED)
+            pic = np.hstack([pic, np.full((pic.shape[0], 4, 3), 255, np.uint8), depth_image(mm.astype(np.float32) / 1000.0)])
+        pictures.append(pic)
+    return pictures
+
+
+@app.command()
+@_guarded
+def validate(
+    dataset: Annotated[Path, typer.Argument(metavar="DATASET", help="A folder (COCO, YOLO or VOC), a COCO .json or a YOLO data.yaml.", show_default=False)],
+    format: Annotated[Optional[str], typer.Option("--format", metavar="FMT", help="coco, yolo or voc (found by itself otherwise).")] = None,
+    images: Annotated[Optional[Path], typer.Option("--images", metavar="DIR", help="The folder of a COCO file's images, when not beside it.")] = None,
+    json_: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    no_duplicates: Annotated[bool, typer.Option("--no-duplicates", help="Skip the near-duplicate search across splits.")] = False,
+) -> None:
+    """Check a COCO, YOLO or Pascal VOC dataset for what loaders let through: boxes outside the
+    image, masks that disagree with their box or area, missing, duplicated or orphaned ids,
+    wrong image sizes, missing images, malformed label lines, and near-duplicate images across
+    splits. Exit 0 when clean, 1 with a line per problem otherwise."""
+    import json as json_mod
+
+    from .inspect.validate import validate as run
+
+    report = run(dataset, format, images, duplicates=not no_duplicates)
+    if json_:
+        typer.echo(json_mod.dumps(report.to_json(), indent=1))
+    else:
+        for p in report.problems:
+            typer.echo(printable(p.line()))
+        kinds: dict[str, int] = {}
+        for p in report.problems:
+            kinds[p.kind] = kinds.get(p.kind, 0) + 1
+        summary = ", ".join(f"{k}: {n}" for k, n in sorted(kinds.items(), key=lambda kv: -kv[1]))
+        _say(f"{report.format.upper()} {dataset}: {report.images} images, {report.annotations} annotations, "
+             + (f"{len(report.problems)} problems ({summary})" if report.problems else "no problems"))
+    if report.problems:
+        raise typer.Exit(1)
 
 
 def _write_png(out: Path, picture) -> None:

@@ -44,15 +44,19 @@ def encode_coco(sample: Sample, file_name: str, segmentation: str = "rle", fill_
     for a in sample.annotations:
         x0, y0, x1, y1 = a.bbox
         seg: Any
+        area = int(a.area)
         if segmentation == "polygon":
-            polys, has_hole = polygons(fill_small_holes(a.mask, fill_holes))
+            filled = fill_small_holes(a.mask, fill_holes)
+            polys, has_hole = polygons(filled)
             seg = encode_rle(a.mask) if has_hole else polys
+            if not has_hole:
+                area = int(filled.sum())  # the area of what is written: pinholes filled
         else:
             seg = encode_rle(a.mask)
         anns.append({
             "category_id": a.category_id + 1,
             "bbox": [x0, y0, x1 - x0, y1 - y0],
-            "area": int(a.area),
+            "area": area,
             "iscrowd": 0,
             "segmentation": seg,
             "visibility": round(float(a.visibility), 6),

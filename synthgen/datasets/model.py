@@ -1,0 +1,89 @@
+"""What every reader gives: images with their objects, in synthgen's conventions (boxes xyxy
+float pixels in [0, W] x [0, H], category names, masks decoded only when asked for)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+
+@dataclass
+class Obj:
+    category: str
+    bbox: tuple[float, float, float, float]
+    """xyxy float pixels."""
+    area: float | None = None
+    segmentation: Any = None
+    """COCO RLE or polygons (pixel coordinates), or None."""
+    iscrowd: int = 0
+    visibility: float | None = None
+    truncation: float | None = None
+    keypoints: np.ndarray | None = None
+    """(K, 3) x, y, v (COCO flags), when the dataset has them."""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def mask(self, height: int, width: int) -> np.ndarray | None:
+        """(height, width) bool, or None when the object has no segmentation."""
+        from pycocotools import mask as mask_utils
+
+        seg = self.segmentation
+        if not seg:
+            return None
+        if isinstance(seg, list):
+            polys = [p for p in seg if len(p) >= 6]
+            if not polys:
+                return None
+            rle = mask_utils.merge(mask_utils.frPyObjects(polys, height, width))
+        elif isinstance(seg.get("counts"), list):
+            rle = mask_utils.frPyObjects(seg, height, width)
+        else:
+            counts = seg["counts"]
+            rle = {"size": seg["size"], "counts": counts.encode() if isinstance(counts, str) else counts}
+        return mask_utils.decode(rle).astype(bool)
+
+
+@dataclass
+class Item:
+    """One image of a dataset on disk."""
+
+    split: str
+    path: Path
+    image_id: Any
+    width: int | None
+    height: int | None
+    objects: list[Obj]
+    meta: dict[str, Any] = field(default_factory=dict)
+    """What synthgen's manifest says about the sample, when there is one (background, assets)."""
+
+
+class DiskDataset:
+    """A dataset on disk, read by one of the readers (``open_dataset``)."""
+
+    format = "?"
+    root: Path
+    categories: list[str]
+    splits: list[str]
+
+    def items(self, split: str | None = None) -> Iterator[Item]:
+        raise NotImplementedError
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self.items())
+
+    def find(self, key: int) -> Item:
+        """The image whose id (COCO id, or the file stem as a number) is ``key``, else the
+        ``key``-th image in reading order."""
+        nth = None
+        for n, item in enumerate(self.items()):
+            if item.image_id == key or (isinstance(item.image_id, str) and item.image_id.isdigit() and int(item.image_id) == key):
+                return item
+            if n == key:
+                nth = item
+        if nth is None:
+            from ..errors import SynthgenError
+
+            raise SynthgenError(f"--index {key}: no image with that id, and the dataset has fewer images")
+        return nth

@@ -1,0 +1,323 @@
+"""Readers for datasets on disk: COCO, YOLO (ultralytics layout) and Pascal VOC, synthgen's own
+output or anyone's, found by ``open_dataset`` from a folder or a file.
+
+- COCO: a folder with ``annotations/instances_<split>.json`` (images in ``images/<split>/``,
+  ``<split>/`` or ``<split>2017/``), or one ``.json`` file (``--images`` names its folder when
+  it cannot be found beside it).
+- YOLO: a ``data.yaml`` (ultralytics: ``path``, one key per split, ``names``), or a folder
+  holding one; labels lie where ultralytics looks: ``.../images/...`` -> ``.../labels/...txt``.
+- VOC: a folder holding ``Annotations/``, ``JPEGImages/`` and ``ImageSets/Main/<split>.txt``,
+  up to three levels down (``voc/VOCdevkit/VOC2012``); ``trainval`` is read only when it is
+  the only list.
+
+A synthgen output folder holds all three; COCO is read (it carries visibility, truncation and
+keypoints), and ``manifest.jsonl`` adds what synthgen planned for each image (background,
+cutouts or meshes, blend modes) to ``Item.meta``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import xml.etree.ElementTree as ET
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import yaml
+
+from ..errors import SynthgenError
+from ..sources import IMAGE_EXTS, image_size
+from .model import DiskDataset, Item, Obj
+
+FORMATS = ("coco", "yolo", "voc")
+
+
+def open_dataset(path: str | Path, format: str | None = None, images: str | Path | None = None) -> DiskDataset:
+    """The dataset at ``path`` (a folder, a COCO .json or a YOLO data.yaml), its format found
+    or given."""
+    p = Path(path)
+    if not p.exists():
+        raise SynthgenError(f"{p}: does not exist")
+    if format is not None and format not in FORMATS:
+        raise SynthgenError(f"--format {format!r}: choose from {', '.join(FORMATS)}")
+    if p.is_file():
+        if p.suffix.lower() == ".json" and format in (None, "coco"):
+            return CocoDataset({p.stem.removeprefix("instances_"): (p, Path(images) if images else None)}, p.parent)
+        if p.suffix.lower() in (".yaml", ".yml") and format in (None, "yolo"):
+            return YoloDataset(p)
+        raise SynthgenError(f"{p}: not a dataset I can read (a folder, a COCO .json or a YOLO data.yaml)")
+    found = {"coco": _coco_files(p, images), "yolo": _yolo_file(p), "voc": _voc_root(p)}
+    order = [format] if format else list(FORMATS)
+    for f in order:
+        if found[f]:
+            if f == "coco":
+                return CocoDataset(found["coco"], p)
+            if f == "yolo":
+                return YoloDataset(found["yolo"])
+            return VocDataset(found["voc"])
+    if format:
+        raise SynthgenError(f"{p}: no {format.upper()} dataset found there")
+    raise SynthgenError(f"{p}: no COCO (annotations/*.json), YOLO (data.yaml) or Pascal VOC (Annotations/, "
+                        "ImageSets/Main/) dataset found there; give --format")
+
+
+# -- COCO ---------------------------------------------------------------------------------------
+def _coco_files(root: Path, images: str | Path | None) -> dict[str, tuple[Path, Path | None]]:
+    ann = root / "annotations"
+    files = sorted(ann.glob("*.json")) if ann.is_dir() else sorted(root.glob("instances_*.json"))
+    files = [f for f in files if not f.name.startswith(".") and ("instances" in f.name or ann.is_dir())]
+    return {f.stem.removeprefix("instances_"): (f, Path(images) if images else None) for f in files}
+
+
+def _image_dir(ann_file: Path, split: str, first_file: str | None, given: Path | None) -> Path:
+    if given is not None:
+        return given
+    root = ann_file.parent.parent if ann_file.parent.name == "annotations" else ann_file.parent
+    cands = (root / "images" / split, root / split, root / f"{split}2017", root / "images", root, ann_file.parent)
+    for cand in cands:
+        if first_file is None or (cand / first_file).exists():
+            return cand
+    for cand in cands[:3]:  # the first image may be the one that is missing
+        if cand.is_dir():
+            return cand
+    raise SynthgenError(f"{ann_file}: cannot find the folder of its images (tried images/{split}, {split}, "
+                        f"{split}2017 beside it); give --images")
+
+
+def _coco_obj(a: dict[str, Any], names: dict[Any, str]) -> Obj:
+    x, y, w, h = (float(v) for v in a.get("bbox", (0, 0, 0, 0)))
+    kp = a.get("keypoints")
+    return Obj(names.get(a.get("category_id"), str(a.get("category_id"))), (x, y, x + w, y + h), a.get("area"),
+               a.get("segmentation"), int(a.get("iscrowd", 0) or 0), a.get("visibility"), a.get("truncation"),
+               np.asarray(kp, float).reshape(-1, 3) if kp else None,
+               {k: a[k] for k in ("amodal_bbox", "pose", "id") if k in a})
+
+
+class CocoDataset(DiskDataset):
+    format = "coco"
+
+    def __init__(self, files: dict[str, tuple[Path, Path | None]], root: Path):
+        self.root = root
+        self.files = files
+        self.splits = list(files)
+        self._data: dict[str, dict[str, Any]] = {}
+        cats: dict[str, None] = {}
+        for split in self.splits:
+            for c in sorted(self._load(split).get("categories", []), key=lambda c: c.get("id", 0)):
+                cats[str(c.get("name"))] = None
+        self.categories = list(cats)
+        self.manifest = _manifest(root)
+
+    def _load(self, split: str) -> dict[str, Any]:
+        if split not in self._data:
+            f = self.files[split][0]
+            try:
+                data = json.loads(f.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as e:
+                raise SynthgenError(f"{f}: not a readable COCO file ({e})") from None
+            if not isinstance(data, dict):
+                raise SynthgenError(f"{f}: not a COCO file (the top level is not a mapping)")
+            self._data[split] = data
+        return self._data[split]
+
+    def items(self, split: str | None = None) -> Iterator[Item]:
+        for s in [split] if split else self.splits:
+            data = self._load(s)
+            names = {c.get("id"): str(c.get("name")) for c in data.get("categories", [])}
+            by_image: dict[Any, list[dict]] = defaultdict(list)
+            for a in data.get("annotations", []):
+                by_image[a.get("image_id")].append(a)
+            images = data.get("images", [])
+            folder = _image_dir(self.files[s][0], s, images[0].get("file_name") if images else None, self.files[s][1])
+            for im in images:
+                file = str(im.get("file_name"))
+                meta = self.manifest.get(f"images/{s}/{file}", {}) if self.manifest else {}
+                yield Item(s, folder / file, im.get("id"), im.get("width"), im.get("height"),
+                           [_coco_obj(a, names) for a in by_image.get(im.get("id"), [])], meta)
+
+
+# -- YOLO ---------------------------------------------------------------------------------------
+def _yolo_file(root: Path) -> Path | None:
+    for name in ("data.yaml", "data.yml", "dataset.yaml"):
+        if (root / name).is_file():
+            return root / name
+    return None
+
+
+def label_path(image: Path) -> Path:
+    """Where ultralytics looks for an image's labels: the last ``/images/`` becomes ``/labels/``."""
+    s = str(image)
+    sa, sb = f"{os.sep}images{os.sep}", f"{os.sep}labels{os.sep}"
+    if sa in s:
+        head, tail = s.rsplit(sa, 1)
+        s = head + sb + tail
+    return Path(s).with_suffix(".txt")
+
+
+def parse_yolo_line(line: str, W: int, H: int) -> tuple[int, tuple[float, float, float, float], list[float] | None]:
+    """(class, xyxy pixels, polygon in pixels or None); ValueError for a malformed line."""
+    parts = line.split()
+    cls = int(parts[0])
+    vals = [float(v) for v in parts[1:]]
+    if len(vals) == 4:
+        cx, cy, w, h = vals
+        return cls, ((cx - w / 2) * W, (cy - h / 2) * H, (cx + w / 2) * W, (cy + h / 2) * H), None
+    if len(vals) >= 6 and len(vals) % 2 == 0:
+        xs, ys = np.array(vals[0::2]) * W, np.array(vals[1::2]) * H
+        poly = [float(v) for xy in zip(xs, ys) for v in xy]
+        return cls, (float(xs.min()), float(ys.min()), float(xs.max()), float(ys.max())), poly
+    raise ValueError(f"{len(parts)} columns (a box has 5, a polygon 7 or more, odd)")
+
+
+class YoloDataset(DiskDataset):
+    format = "yolo"
+
+    def __init__(self, data_yaml: Path):
+        self.data_yaml = data_yaml
+        try:
+            data = yaml.safe_load(data_yaml.read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as e:
+            raise SynthgenError(f"{data_yaml}: not a readable YOLO data.yaml ({e})") from None
+        given = Path(data.get("path") or data_yaml.parent)
+        if not given.is_absolute():
+            given = (data_yaml.parent / given).resolve()
+        first = next((data[s] for s in ("train", "val", "test") if isinstance(data.get(s), str)), None)
+        here = data_yaml.parent
+        # a dataset that was moved or copied keeps the old absolute path: read the one beside
+        # the yaml when it is there (ultralytics would read the old one: validate says so)
+        base = given
+        if first and (here / first).exists():
+            if not (given / first).exists() or not os.path.samefile(given / first, here / first):
+                base = here
+        if not base.is_dir():
+            base = here
+        self.root = base
+        self.path_elsewhere = given if base != given else None
+        names = data.get("names", [])
+        self.categories = [str(names[k]) for k in sorted(names)] if isinstance(names, dict) else [str(n) for n in names]
+        self.sources = {s: data[s] for s in ("train", "val", "test") if data.get(s)}
+        self.sources.update({k: v for k, v in data.items() if k not in ("path", "names", "nc", "train", "val", "test", "download")
+                             and isinstance(v, str) and (base / v).exists()})
+        self.splits = list(self.sources)
+        self.manifest = _manifest(base)
+
+    def images_of(self, split: str) -> list[Path]:
+        src = self.sources[split]
+        out: list[Path] = []
+        for entry in src if isinstance(src, list) else [src]:
+            p = self.root / entry
+            if p.is_dir():
+                out += sorted(q for q in p.rglob("*") if q.suffix.lower() in IMAGE_EXTS)
+            elif p.is_file() and p.suffix == ".txt":
+                out += [self.root / line.strip() for line in p.read_text().splitlines() if line.strip()]
+        return out
+
+    def items(self, split: str | None = None) -> Iterator[Item]:
+        for s in [split] if split else self.splits:
+            for img in self.images_of(s):
+                try:
+                    W, H = image_size(img)
+                except OSError:
+                    W = H = None
+                objs = []
+                lbl = label_path(img)
+                if lbl.exists() and W:
+                    for line in lbl.read_text().splitlines():
+                        if not line.strip():
+                            continue
+                        try:
+                            cls, box, poly = parse_yolo_line(line, W, H)
+                        except (ValueError, IndexError):
+                            continue  # validate reports it
+                        name = self.categories[cls] if 0 <= cls < len(self.categories) else str(cls)
+                        objs.append(Obj(name, box, None, [poly] if poly else None))
+                rel = img.relative_to(self.root).as_posix() if img.is_relative_to(self.root) else str(img)
+                stem = img.stem
+                yield Item(s, img, int(stem) if stem.isdigit() else stem, W, H, objs, self.manifest.get(rel, {}) if self.manifest else {})
+
+
+# -- Pascal VOC -----------------------------------------------------------------------------------
+def _voc_root(root: Path) -> Path | None:
+    for depth in range(4):
+        for cand in [root] if depth == 0 else root.glob("/".join(["*"] * depth)):
+            if (cand / "Annotations").is_dir() and (cand / "ImageSets" / "Main").is_dir():
+                return cand
+    return None
+
+
+class VocDataset(DiskDataset):
+    format = "voc"
+
+    def __init__(self, root: Path):
+        self.root = root
+        lists = {f.stem: f for f in sorted((root / "ImageSets" / "Main").glob("*.txt")) if "_" not in f.stem}
+        if "trainval" in lists and len(lists) > 1:
+            lists.pop("trainval")  # the union of the others
+        self.lists = lists
+        self.splits = list(lists)
+        self.manifest = _manifest(root.parent.parent.parent) if root.parent.name == "VOCdevkit" else {}
+        labelmap = root / "labelmap.txt"
+        if labelmap.exists():
+            names = [ln.split(":")[0] for ln in labelmap.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+            self.categories = [n for n in names if n != "background"]
+        else:
+            found: dict[str, None] = {}
+            for item in self.items():
+                for o in item.objects:
+                    found.setdefault(o.category)
+            self.categories = sorted(found)
+
+    def items(self, split: str | None = None) -> Iterator[Item]:
+        for s in [split] if split else self.splits:
+            for stem in (ln.strip().split()[0] for ln in self.lists[s].read_text().splitlines() if ln.strip()):
+                xml = self.root / "Annotations" / f"{stem}.xml"
+                W = H = None
+                objs: list[Obj] = []
+                file = None
+                try:
+                    r = ET.parse(xml).getroot()
+                    file = r.findtext("filename")
+                    W, H = int(float(r.findtext("size/width") or 0)) or None, int(float(r.findtext("size/height") or 0)) or None
+                    for o in r.findall("object"):
+                        b = o.find("bndbox")
+                        x0, y0, x1, y1 = (float(b.findtext(k)) for k in ("xmin", "ymin", "xmax", "ymax"))
+                        objs.append(Obj(o.findtext("name") or "", (x0 - 1, y0 - 1, x1, y1), extra={
+                            "truncated": o.findtext("truncated"), "difficult": o.findtext("difficult")}))
+                except (OSError, ET.ParseError, AttributeError, TypeError, ValueError):
+                    pass  # validate reports it
+                img = self.root / "JPEGImages" / (file or f"{stem}.jpg")
+                if not img.exists():
+                    hits = sorted((self.root / "JPEGImages").glob(f"{stem}.*"))
+                    img = hits[0] if hits else img
+                meta = self.manifest.get(f"images/{s}/{img.name}", {}) if self.manifest else {}
+                yield Item(s, img, int(stem) if stem.isdigit() else stem, W, H, objs, meta)
+
+
+# -- synthgen's manifest ----------------------------------------------------------------------------
+def _manifest(root: Path) -> dict[str, dict[str, Any]]:
+    """What synthgen planned for each image of its output at ``root``, by image path: the
+    background, and for each labelled object (in label order) its asset, blend mode and class."""
+    f = root / "manifest.jsonl"
+    out: dict[str, dict[str, Any]] = {}
+    if not f.is_file():
+        return out
+    with f.open(encoding="utf-8") as fh:
+        for line in fh:
+            try:
+                m = json.loads(line)
+            except ValueError:
+                continue
+            scene = m.get("scene", {})
+            objs = scene.get("objects", [])
+            bg = scene.get("background", {})
+            background = bg.get("asset") or bg.get("texture") or bg.get("mode")
+            labels = []
+            for lab in m.get("labels", []):
+                o = objs[lab["object"]] if lab.get("object") is not None and lab["object"] < len(objs) else {}
+                labels.append({"asset": o.get("asset") or o.get("category"), "blend": o.get("blend"),
+                               "category": lab.get("category")})
+            out[m.get("file", "")] = {"background": background, "labels": labels, "index": m.get("index"),
+                                      "variant": m.get("variant")}
+    return out

@@ -1,0 +1,356 @@
+"""``synthgen validate``: what pycocotools, supervision and datumaro let through, found in any
+COCO, YOLO or Pascal VOC dataset, real or synthetic.
+
+Each problem names the file, the id (annotation, image or line) and what is wrong; ``kind`` is
+a short stable name (``box-outside-image``, ``mask-disagrees-with-area``, ...) for machines.
+COCO files are streamed (ijson), three passes over categories, images and annotations, so a
+file of hundreds of thousands of annotations validates in bounded memory: only ids, image sizes
+and file names are kept.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from collections import defaultdict
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+from ..datasets.readers import (CocoDataset, VocDataset, YoloDataset, _image_dir, label_path, open_dataset,
+                                parse_yolo_line)
+from ..errors import SynthgenError
+
+BOX_TOLERANCE = 1.0  # pixels a box may differ from its mask's (rounding of float boxes)
+
+
+@dataclass
+class Problem:
+    file: str
+    id: str
+    kind: str
+    message: str
+
+    def line(self) -> str:
+        return f"{self.file}: {self.id}: {self.kind}: {self.message}"
+
+
+@dataclass
+class Report:
+    dataset: str
+    format: str
+    images: int
+    annotations: int
+    problems: list[Problem]
+
+    def to_json(self) -> dict[str, Any]:
+        return {**{k: v for k, v in asdict(self).items() if k != "problems"},
+                "problems": [asdict(p) for p in self.problems]}
+
+
+def validate(path: str | Path, format: str | None = None, images: str | Path | None = None,
+             duplicates: bool = True, progress: Callable[[int], None] | None = None) -> Report:
+    """Check the dataset at ``path`` (found as ``open_dataset`` finds it)."""
+    ds = open_dataset(path, format, images)
+    counts = {"images": 0, "annotations": 0}
+    hashes: dict[str, list[tuple[int, str]]] = defaultdict(list)  # split -> (hash, file)
+
+    def seen_image(split: str, file: Path) -> None:
+        counts["images"] += 1
+        if progress:
+            progress(counts["images"])
+        if duplicates:
+            h = dhash(file)
+            if h is not None:
+                hashes[split].append((h, str(file)))
+
+    if isinstance(ds, CocoDataset):
+        problems = list(_coco(ds, counts, seen_image))
+    elif isinstance(ds, YoloDataset):
+        problems = list(_yolo(ds, counts, seen_image))
+    else:
+        problems = list(_voc(ds, counts, seen_image))
+    if duplicates:
+        problems += _leaks(hashes)
+    return Report(str(path), ds.format, counts["images"], counts["annotations"], problems)
+
+
+# -- COCO ---------------------------------------------------------------------------------------
+def _stream(path: Path, prefix: str) -> Iterator[Any]:
+    import ijson
+
+    with open(path, "rb") as f:
+        try:
+            yield from ijson.items(f, prefix, use_float=True)
+        except ijson.JSONError as e:
+            raise SynthgenError(f"{path}: not valid JSON ({e})") from None
+
+
+def _coco(ds: CocoDataset, counts: dict[str, int], seen_image: Callable[[str, Path], None]) -> Iterator[Problem]:
+    for split, (ann_file, given_dir) in ds.files.items():
+        name = str(ann_file)
+        cats: dict[Any, str] = {}
+        for c in _stream(ann_file, "categories.item"):
+            cid = c.get("id") if isinstance(c, dict) else None
+            if not isinstance(cid, int):
+                yield Problem(name, f"category {cid!r}", "category-id-invalid", "a category id must be an integer")
+            elif cid in cats:
+                yield Problem(name, f"category {cid}", "category-id-duplicated", "two categories have this id")
+            else:
+                cats[cid] = str(c.get("name"))
+        if not cats:
+            yield Problem(name, "categories", "no-categories", "the file lists no categories")
+        imgs: dict[Any, tuple[int, int, str]] = {}
+        first = None
+        folder = None
+        for im in _stream(ann_file, "images.item"):
+            iid = im.get("id") if isinstance(im, dict) else None
+            if iid is None:
+                yield Problem(name, "image ?", "image-id-missing", "an image without an id")
+                continue
+            if iid in imgs:
+                yield Problem(name, f"image {iid}", "image-id-duplicated", "two images have this id")
+                continue
+            file, W, H = str(im.get("file_name", "")), im.get("width"), im.get("height")
+            if first is None:
+                first = file
+                try:
+                    folder = _image_dir(ann_file, split, first, given_dir)
+                except SynthgenError as e:
+                    yield Problem(name, f"image {iid}", "image-folder-not-found", str(e))
+                    folder = ann_file.parent
+            if not isinstance(W, int) or not isinstance(H, int) or W <= 0 or H <= 0:
+                yield Problem(name, f"image {iid}", "image-size-missing", f"width/height {W!r}x{H!r} are not positive integers")
+                W = H = 0
+            imgs[iid] = (W, H, file)
+            yield from _check_image_file(folder / file, name, f"image {iid}", (W, H), split, seen_image)
+        ann_ids: set[Any] = set()
+        for a in _stream(ann_file, "annotations.item"):
+            counts["annotations"] += 1
+            aid = a.get("id") if isinstance(a, dict) else None
+            where = f"annotation {aid}"
+            if aid is None:
+                yield Problem(name, "annotation ?", "annotation-id-missing", "an annotation without an id")
+            elif aid in ann_ids:
+                yield Problem(name, where, "annotation-id-duplicated", "two annotations have this id")
+            else:
+                ann_ids.add(aid)
+            iid = a.get("image_id")
+            if iid not in imgs:
+                yield Problem(name, where, "annotation-orphaned", f"its image_id {iid!r} is not an image of the file")
+                continue
+            if a.get("category_id") not in cats:
+                yield Problem(name, where, "category-id-unknown", f"category_id {a.get('category_id')!r} is not a category of the file")
+            W, H, _ = imgs[iid]
+            yield from _check_coco_annotation(a, W, H, name, where)
+
+
+def _check_coco_annotation(a: dict[str, Any], W: int, H: int, name: str, where: str) -> Iterator[Problem]:
+    from pycocotools import mask as mask_utils
+
+    bbox = a.get("bbox")
+    if not (isinstance(bbox, list) and len(bbox) == 4 and all(isinstance(v, (int, float)) for v in bbox)):
+        yield Problem(name, where, "box-invalid", f"bbox {bbox!r} is not [x, y, w, h]")
+        return
+    x, y, w, h = bbox
+    if w <= 0 or h <= 0:
+        yield Problem(name, where, "box-not-positive", f"bbox {bbox} has no area (w or h <= 0)")
+    if W and (x < -BOX_TOLERANCE or y < -BOX_TOLERANCE or x + w > W + BOX_TOLERANCE or y + h > H + BOX_TOLERANCE):
+        yield Problem(name, where, "box-outside-image", f"bbox {[round(v, 2) for v in bbox]} reaches outside the {W}x{H} image")
+    seg = a.get("segmentation")
+    area = a.get("area")
+    if not seg or not W:
+        return
+    try:
+        if isinstance(seg, list):
+            polys = [p for p in seg if isinstance(p, list)]
+            bad = [p for p in polys if len(p) < 6 or len(p) % 2 or _poly_area(p) < 0.5]
+            if bad or not polys:
+                yield Problem(name, where, "polygon-degenerate", f"{len(bad) or 'no'} polygon(s) with fewer than 3 points or no area")
+                return
+            rle = mask_utils.merge(mask_utils.frPyObjects(polys, H, W))
+            loose = 2.0  # polygons are filled by the rasteriser: allow a little more
+        else:
+            size = seg.get("size")
+            if size != [H, W]:
+                yield Problem(name, where, "mask-size-differs", f"the RLE is {size}, the image [H, W] is {[H, W]}")
+                return
+            counts = seg.get("counts")
+            rle = mask_utils.frPyObjects(seg, H, W) if isinstance(counts, list) else \
+                {"size": size, "counts": counts.encode() if isinstance(counts, str) else counts}
+            loose = 0.0
+        m_area = float(mask_utils.area(rle))
+        mx, my, mw, mh = (float(v) for v in mask_utils.toBbox(rle))
+    except Exception as e:  # noqa: BLE001 - pycocotools fails many ways on a bad mask
+        yield Problem(name, where, "mask-unreadable", f"the segmentation cannot be decoded ({type(e).__name__}: {e})")
+        return
+    if m_area == 0:
+        yield Problem(name, where, "mask-empty", "the segmentation covers no pixel")
+        return
+    # an RLE is the mask itself; a polygon is rasterised by whoever reads it: 5% of slack
+    if isinstance(area, (int, float)) and abs(m_area - area) > (max(2.0, 0.05 * m_area) if loose else 2.0):
+        yield Problem(name, where, "mask-disagrees-with-area", f"the mask covers {m_area:g} px, area says {area:g}")
+    tol = BOX_TOLERANCE + loose
+    if w > 0 and h > 0 and (abs(mx - x) > tol or abs(my - y) > tol or abs(mx + mw - x - w) > tol or abs(my + mh - y - h) > tol):
+        yield Problem(name, where, "mask-disagrees-with-box", f"the mask's box is {[mx, my, mw, mh]}, bbox says {[round(v, 2) for v in bbox]}")
+
+
+def _poly_area(p: list[float]) -> float:
+    xs, ys = np.asarray(p[0::2], float), np.asarray(p[1::2], float)
+    return 0.5 * abs(float(np.dot(xs, np.roll(ys, 1)) - np.dot(ys, np.roll(xs, 1))))
+
+
+def _check_image_file(path: Path, name: str, where: str, declared: tuple[int, int] | None, split: str,
+                      seen_image: Callable[[str, Path], None]) -> Iterator[Problem]:
+    from ..sources import image_size
+
+    if not path.is_file():
+        yield Problem(name, where, "image-missing", f"{path} does not exist")
+        return
+    try:
+        size = image_size(path)
+    except OSError as e:
+        yield Problem(name, where, "image-unreadable", f"{path} is not a readable image ({e})")
+        return
+    if declared and declared[0] and tuple(size) != tuple(declared):
+        yield Problem(name, where, "image-size-differs", f"{path} is {size[0]}x{size[1]}, the annotations say {declared[0]}x{declared[1]}")
+    seen_image(split, path)
+
+
+# -- YOLO ---------------------------------------------------------------------------------------
+def _yolo(ds: YoloDataset, counts: dict[str, int], seen_image: Callable[[str, Path], None]) -> Iterator[Problem]:
+    from ..sources import image_size
+
+    nc = len(ds.categories)
+    if ds.path_elsewhere is not None:
+        yield Problem(str(ds.data_yaml), "path", "yolo-path-elsewhere",
+                      f"path is {ds.path_elsewhere}, not this dataset's folder {ds.root}: ultralytics would read that one")
+    if not nc:
+        yield Problem(str(ds.data_yaml), "names", "no-categories", "data.yaml lists no class names")
+    labelled: set[Path] = set()
+    for split in ds.splits:
+        imgs = ds.images_of(split)
+        if not imgs:
+            yield Problem(str(ds.data_yaml), split, "split-empty", f"split {split!r} holds no image")
+        for img in imgs:
+            problems = list(_check_image_file(img, str(img), "image", None, split, seen_image))
+            yield from problems
+            if problems:
+                continue
+            W, H = image_size(img)
+            lbl = label_path(img)
+            labelled.add(lbl)
+            if not lbl.exists():
+                continue  # a background image: allowed
+            kinds = set()
+            for n, line in enumerate(lbl.read_text(errors="replace").splitlines(), 1):
+                if not line.strip():
+                    continue
+                counts["annotations"] += 1
+                where = f"line {n}"
+                parts = line.split()
+                try:
+                    cls, box, poly = parse_yolo_line(line, W, H)
+                    vals = [float(v) for v in parts[1:]]
+                except (ValueError, IndexError) as e:
+                    yield Problem(str(lbl), where, "yolo-columns", f"{line.strip()[:60]!r}: {e}")
+                    continue
+                kinds.add("polygon" if poly else "box")
+                if not 0 <= cls < max(nc, 1) or float(parts[0]) != int(parts[0]):
+                    yield Problem(str(lbl), where, "category-id-unknown", f"class {parts[0]} is not one of the {nc} names")
+                if any(not 0.0 <= v <= 1.0 for v in vals):
+                    yield Problem(str(lbl), where, "yolo-outside-0-1", "a coordinate lies outside [0, 1]")
+                if poly is None and (vals[2] <= 0 or vals[3] <= 0):
+                    yield Problem(str(lbl), where, "box-not-positive", f"width {vals[2]}, height {vals[3]}")
+                if poly is not None and _poly_area(poly) < 0.5:
+                    yield Problem(str(lbl), where, "polygon-degenerate", "the polygon has no area")
+            if len(kinds) > 1:
+                yield Problem(str(lbl), "file", "yolo-mixed", "boxes and polygons in one label file (ultralytics drops one kind)")
+    roots = {label_path(i).parent for s in ds.splits for i in ds.images_of(s)}
+    for root in sorted(roots):
+        for lbl in sorted(root.glob("*.txt")):
+            if lbl not in labelled:
+                yield Problem(str(lbl), "file", "label-orphaned", "a label file with no image")
+
+
+# -- Pascal VOC ----------------------------------------------------------------------------------
+def _voc(ds: VocDataset, counts: dict[str, int], seen_image: Callable[[str, Path], None]) -> Iterator[Problem]:
+    for split, lst in ds.lists.items():
+        for stem in (ln.strip().split()[0] for ln in lst.read_text().splitlines() if ln.strip()):
+            xml = ds.root / "Annotations" / f"{stem}.xml"
+            name = str(xml)
+            if not xml.exists():
+                yield Problem(str(lst), stem, "annotation-missing", f"{xml} does not exist")
+                continue
+            try:
+                r = ET.parse(xml).getroot()
+            except ET.ParseError as e:
+                yield Problem(name, "file", "xml-invalid", str(e))
+                continue
+            try:
+                W, H = int(float(r.findtext("size/width"))), int(float(r.findtext("size/height")))
+            except (TypeError, ValueError):
+                yield Problem(name, "size", "image-size-missing", "no <size><width>/<height>")
+                W = H = 0
+            img = ds.root / "JPEGImages" / (r.findtext("filename") or f"{stem}.jpg")
+            yield from _check_image_file(img, name, "image", (W, H) if W else None, split, seen_image)
+            for k, o in enumerate(r.findall("object")):
+                counts["annotations"] += 1
+                where = f"object {k}"
+                cls = o.findtext("name")
+                if ds.categories and cls not in ds.categories:
+                    yield Problem(name, where, "category-unknown", f"{cls!r} is not in labelmap.txt")
+                try:
+                    x0, y0, x1, y1 = (float(o.findtext(f"bndbox/{t}")) for t in ("xmin", "ymin", "xmax", "ymax"))
+                except (TypeError, ValueError):
+                    yield Problem(name, where, "box-invalid", "no numeric <bndbox> xmin, ymin, xmax, ymax")
+                    continue
+                if x0 > x1 or y0 > y1:
+                    yield Problem(name, where, "box-inverted", f"xmin {x0:g} > xmax {x1:g} or ymin {y0:g} > ymax {y1:g}")
+                elif W and (x0 < 1 or y0 < 1 or x1 > W or y1 > H):
+                    yield Problem(name, where, "box-outside-image", f"({x0:g}, {y0:g}, {x1:g}, {y1:g}) is outside 1..{W} x 1..{H} "
+                                                                  "(VOC boxes are 1-based and inclusive)")
+
+
+# -- near-duplicates across splits (leakage) ----------------------------------------------------------
+def dhash(path: Path) -> int | None:
+    """A 64-bit difference hash of the image (9 x 8 grey, each pixel against its right
+    neighbour): images that look alike differ in few bits. JPEGs are decoded at 1/8 size."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            im.draft("L", (72, 64))
+            g = np.asarray(im.convert("L").resize((9, 8), Image.Resampling.BILINEAR), np.int16)
+    except (OSError, ValueError):
+        return None
+    bits = (g[:, 1:] > g[:, :-1]).reshape(-1)
+    return int(np.packbits(bits).view(">u8")[0])
+
+
+def near_duplicates(a: list[tuple[int, str]], b: list[tuple[int, str]], max_bits: int = 3) -> Iterator[tuple[str, str, int]]:
+    """Pairs (file in a, file in b, differing bits) at most ``max_bits`` apart. Any two hashes
+    that close agree exactly on one of their four 16-bit quarters (pigeonhole), so only pairs
+    sharing a quarter are compared."""
+    buckets: dict[tuple[int, int], list[int]] = defaultdict(list)
+    for j, (h, _) in enumerate(b):
+        for q in range(4):
+            buckets[(q, (h >> (16 * q)) & 0xFFFF)].append(j)
+    for h, fa in a:
+        cands = {j for q in range(4) for j in buckets.get((q, (h >> (16 * q)) & 0xFFFF), ())}
+        for j in sorted(cands):
+            d = bin(h ^ b[j][0]).count("1")
+            if d <= max_bits:
+                yield fa, b[j][1], d
+
+
+def _leaks(hashes: dict[str, list[tuple[int, str]]]) -> list[Problem]:
+    out = []
+    splits = sorted(hashes)
+    for i, sa in enumerate(splits):
+        for sb in splits[i + 1:]:
+            for fa, fb, d in near_duplicates(hashes[sa], hashes[sb]):
+                out.append(Problem(fa, f"split {sa}", "near-duplicate-across-splits",
+                                   f"looks like {fb} of split {sb} ({d} of 64 hash bits differ): the splits leak"))
+    return out
