@@ -203,7 +203,6 @@ class RendererBackend:
 
     def render(self, scene: RenderScene, blend: str | None = None) -> Render:
         nodes = self.setup_scene(scene)
-        pr = self.pr
         W, H = scene.size
         bg = scene.background
         fx, fy, cx, cy = scene.camera.K
