@@ -277,6 +277,40 @@ def _show_dataset(target: Path, index: list[int], format: str | None, images: Pa
 
 @app.command()
 @_guarded
+def report(
+    dataset: Annotated[Path, typer.Argument(metavar="DATASET", help="A folder (synthgen output, COCO, YOLO or VOC), a COCO .json or a YOLO data.yaml.", show_default=False)],
+    out: Annotated[Path, typer.Option("--out", "-o", metavar="HTML", help="The report to write.")] = Path("report.html"),
+    real: Annotated[Optional[Path], typer.Option("--real", metavar="REAL", help="A real dataset to compare with (any format).")] = None,
+    format: Annotated[Optional[str], typer.Option("--format", metavar="FMT", help="coco, yolo or voc (found by itself otherwise).")] = None,
+    images: Annotated[Optional[Path], typer.Option("--images", metavar="DIR", help="The folder of a COCO file's images, when not beside it.")] = None,
+    real_format: Annotated[Optional[str], typer.Option("--real-format", metavar="FMT", help="The real dataset's format.")] = None,
+    real_images: Annotated[Optional[Path], typer.Option("--real-images", metavar="DIR", help="The real COCO file's image folder.")] = None,
+    gallery: Annotated[int, typer.Option("--gallery", metavar="N", help="Images in the gallery.")] = 48,
+) -> None:
+    """One self-contained HTML report on a dataset: a gallery with labels drawn, class balance,
+    sizes, aspects, positions, visibility, the assets synthgen used, a bias audit, and with
+    --real where the dataset differs most from a real one."""
+    from .inspect.report import build_report
+
+    if gallery < 0:
+        raise SynthgenError(f"--gallery must be >= 0, got {gallery}")
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=err, transient=True) as bar:
+        tasks: dict[str, Any] = {}
+
+        def tick(what: str, done: int, total: int) -> None:
+            if what not in tasks:
+                tasks[what] = bar.add_task(what, total=total)
+            bar.update(tasks[what], completed=done)
+
+        summary = build_report(dataset, out, real, format, images, real_format, real_images, gallery, tick)
+    for w in summary["warnings"]:
+        _say(f"warning: {w}")
+    _say(f"wrote {out}: {summary['images']} images, {summary['instances']} instances, {len(summary['classes'])} classes")
+
+
+@app.command()
+@_guarded
 def validate(
     dataset: Annotated[Path, typer.Argument(metavar="DATASET", help="A folder (COCO, YOLO or VOC), a COCO .json or a YOLO data.yaml.", show_default=False)],
     format: Annotated[Optional[str], typer.Option("--format", metavar="FMT", help="coco, yolo or voc (found by itself otherwise).")] = None,

@@ -54,16 +54,16 @@ def validate(path: str | Path, format: str | None = None, images: str | Path | N
     """Check the dataset at ``path`` (found as ``open_dataset`` finds it)."""
     ds = open_dataset(path, format, images)
     counts = {"images": 0, "annotations": 0}
-    hashes: dict[str, list[tuple[int, str]]] = defaultdict(list)  # split -> (hash, file)
+    hashes: dict[str, list[tuple[int, int, str]]] = defaultdict(list)  # split -> (dHash, pHash, file)
 
     def seen_image(split: str, file: Path) -> None:
         counts["images"] += 1
         if progress:
             progress(counts["images"])
         if duplicates:
-            h = dhash(file)
+            h = image_hashes(file)
             if h is not None:
-                hashes[split].append((h, str(file)))
+                hashes[split].append((*h, str(file)))
 
     if isinstance(ds, CocoDataset):
         problems = list(_coco(ds, counts, seen_image))
@@ -314,19 +314,53 @@ def _voc(ds: VocDataset, counts: dict[str, int], seen_image: Callable[[str, Path
 
 
 # -- near-duplicates across splits (leakage) ----------------------------------------------------------
-def dhash(path: Path) -> int | None:
-    """A 64-bit difference hash of the image (9 x 8 grey, each pixel against its right
-    neighbour): images that look alike differ in few bits. JPEGs are decoded at 1/8 size."""
+def _grey(path: str | Path, side: int) -> np.ndarray | None:
+    """The image as a side x side grey array (JPEGs decoded at a fraction of their size)."""
     from PIL import Image
 
     try:
         with Image.open(path) as im:
-            im.draft("L", (72, 64))
-            g = np.asarray(im.convert("L").resize((9, 8), Image.Resampling.BILINEAR), np.int16)
+            im.draft("L", (side * 4, side * 4))
+            return np.asarray(im.convert("L").resize((side, side), Image.Resampling.BOX), np.float32)
     except (OSError, ValueError):
         return None
-    bits = (g[:, 1:] > g[:, :-1]).reshape(-1)
-    return int(np.packbits(bits).view(">u8")[0])
+
+
+def _bits(b: np.ndarray) -> int:
+    return int(np.packbits(b.reshape(-1)).view(">u8")[0])
+
+
+def dhash(path: str | Path) -> int | None:
+    """A 64-bit difference hash (9 x 8 grey, each pixel against its right neighbour)."""
+    g = _grey(path, 32)
+    if g is None:
+        return None
+    return _dhash(g)
+
+
+def _dhash(g: np.ndarray) -> int:
+    import cv2
+
+    small = cv2.resize(g, (9, 8), interpolation=cv2.INTER_AREA)
+    return _bits(small[:, 1:] > small[:, :-1])
+
+
+def _phash(g: np.ndarray) -> int:
+    """A 64-bit perceptual hash: the 8 x 8 lowest frequencies of the 32 x 32 DCT against their median."""
+    import cv2
+
+    d = cv2.dct(g)[:8, :8].reshape(-1)
+    return _bits(d > np.median(d[1:]))
+
+
+def image_hashes(path: str | Path) -> tuple[int, int] | None:
+    """(dHash, pHash) of an image, or None when it cannot be read. Each survives some changes
+    the other does not (a flat texture's contrast, a brightness shift), so candidates come
+    from either."""
+    g = _grey(path, 32)
+    if g is None:
+        return None
+    return _dhash(g), _phash(g)
 
 
 def near_duplicates(a: list[tuple[int, str]], b: list[tuple[int, str]], max_bits: int = 3) -> Iterator[tuple[str, str, int]]:
@@ -340,17 +374,74 @@ def near_duplicates(a: list[tuple[int, str]], b: list[tuple[int, str]], max_bits
     for h, fa in a:
         cands = {j for q in range(4) for j in buckets.get((q, (h >> (16 * q)) & 0xFFFF), ())}
         for j in sorted(cands):
-            d = bin(h ^ b[j][0]).count("1")
+            d = (h ^ b[j][0]).bit_count()
             if d <= max_bits:
                 yield fa, b[j][1], d
 
 
-def _leaks(hashes: dict[str, list[tuple[int, str]]]) -> list[Problem]:
+THUMB = 32  # side of the grey thumbnails a hash match is confirmed on
+CHANGED = 0.5  # a thumbnail pixel differs when its standardised values are this far apart
+MOST_CHANGED = 0.01  # near-duplicates: at most this share of thumbnail pixels differ
+PER_IMAGE = 32  # hash matches confirmed per image at most, nearest first
+CACHE = 8192  # thumbnails kept (1 KiB each)
+
+
+def thumbnail(path: str | Path) -> np.ndarray | None:
+    """The image as a THUMB x THUMB grey thumbnail, standardised (zero mean, unit spread), so
+    re-encoding, resizing, blurring a little and changes of brightness or contrast leave it
+    nearly the same."""
+    g = _grey(path, THUMB)
+    if g is None:
+        return None
+    return (g - g.mean()) / max(float(g.std()), 1.0)
+
+
+def changed_share(a: np.ndarray, b: np.ndarray) -> float:
+    """The share of thumbnail pixels that differ between two standardised thumbnails."""
+    return float((np.abs(a.astype(np.float32) - b.astype(np.float32)) > CHANGED).mean())
+
+
+def _leaks(hashes: dict[str, list[tuple[int, int, str]]]) -> list[Problem]:
+    """Images of different splits that look the same. Two 64-bit hashes find candidates cheaply
+    (either at most 3 bits apart); a candidate is a near-duplicate when at most 1% of its
+    32 x 32 standardised thumbnail differs from the other's. The hashes alone are too coarse:
+    synthetic images on one background photo, with small objects pasted in different places,
+    often hash alike, and they are different images."""
+    from collections import OrderedDict
+
     out = []
     splits = sorted(hashes)
+    cache: OrderedDict[str, np.ndarray | None] = OrderedDict()
+
+    def thumb(f: str) -> np.ndarray | None:
+        if f in cache:
+            cache.move_to_end(f)
+            return cache[f]
+        t = thumbnail(f)
+        cache[f] = None if t is None else np.clip(t * 32, -127, 127).astype(np.int8).astype(np.float32) / 32
+        if len(cache) > CACHE:
+            cache.popitem(last=False)
+        return cache[f]
+
     for i, sa in enumerate(splits):
         for sb in splits[i + 1:]:
-            for fa, fb, d in near_duplicates(hashes[sa], hashes[sb]):
-                out.append(Problem(fa, f"split {sa}", "near-duplicate-across-splits",
-                                   f"looks like {fb} of split {sb} ({d} of 64 hash bits differ): the splits leak"))
+            found: dict[str, dict[str, int]] = defaultdict(dict)
+            for k in (0, 1):
+                a = [(h[k], h[2]) for h in hashes[sa]]
+                b = [(h[k], h[2]) for h in hashes[sb]]
+                for fa, fb, d in near_duplicates(a, b):
+                    found[fa][fb] = min(d, found[fa].get(fb, 64))
+            for fa in sorted(found):
+                ta = thumb(fa)
+                if ta is None:
+                    continue
+                for fb, d in sorted(found[fa].items(), key=lambda kv: (kv[1], kv[0]))[:PER_IMAGE]:
+                    tb = thumb(fb)
+                    if tb is None:
+                        continue
+                    share = changed_share(ta, tb)
+                    if share <= MOST_CHANGED:
+                        out.append(Problem(fa, f"split {sa}", "near-duplicate-across-splits",
+                                           f"looks like {fb} of split {sb} ({share:.1%} of a {THUMB}x{THUMB} thumbnail "
+                                           "differs): the splits leak"))
     return out
