@@ -122,6 +122,7 @@ def generate(
     set_: SetOpt = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a previous run in --out (deletes only files runs recorded writing).")] = False,
     resume: Annotated[bool, typer.Option("--resume", help="Finish an interrupted run in --out (or start one in an empty --out).")] = False,
+    shard: Annotated[Optional[str], typer.Option("--shard", metavar="K/N", help="Make shard K of N (from 0) of the dataset; synthgen merge joins the shards.")] = None,
 ) -> None:
     """Generate a labelled dataset from SPEC into --out."""
     if (n is None) == (per_class is None):
@@ -137,9 +138,19 @@ def generate(
         raise SynthgenError("--out is empty: name an output folder (an empty name would be the current folder)")
     if overwrite and resume:
         raise SynthgenError("--overwrite and --resume contradict each other: give one")
+    from .runs.run import parse_shard, shard_range
+    from .runs.scheduler import PerClassSchedule
+
+    part = parse_shard(shard, n, per_class)
     gen = _load(spec, seed, set_, formats)
     gen.check()  # before the progress bar: every problem with the inputs, nothing written
-    total = n if n is not None else per_class * len(gen.spec.categories)  # type: ignore[operator]
+    if n is not None:
+        lo, hi = shard_range(n, part)
+        total = hi - lo
+    else:
+        sched = PerClassSchedule(gen.spec, gen.seed, per_class)  # type: ignore[arg-type]
+        lo, hi = shard_range(sched.count, part)
+        total = sum(sched.quota(b) for b in range(lo, hi)) * len(gen.spec.categories)
     unit = "images" if n is not None else "instances"
     t0 = time.perf_counter()
     with Progress(TextColumn("[bold]generating"), BarColumn(), MofNCompleteColumn(), TextColumn(unit),
@@ -150,10 +161,12 @@ def generate(
             bar.update(task, completed=images if n is not None else instances, images=images)
 
         summary = gen.generate(Path(out), n=n, per_class=per_class, workers=workers, overwrite=overwrite,
-                               resume=resume, progress=report)
+                               resume=resume, progress=report, shard=part)
     dt = time.perf_counter() - t0
     per = ", ".join(f"{c}: {k}" for c, k in summary["instances_per_class"].items())
     _say(f"wrote {summary['images']} images to {out} in {dt:.1f} s ({summary['images'] / max(dt, 1e-9):.1f} images/s); instances {per}")
+    if part is not None:
+        _say(f"this is shard {part[0]}/{part[1]}: when all {part[1]} are made, join them with synthgen merge SHARD... --out DIR")
     if not any(summary["instances_per_class"].values()):
         _say("warning: no object was labelled: every object fell below min_visibility or min_area "
              "(lower them, or raise placement.scale_range)")
@@ -354,6 +367,29 @@ def _write_png(out: Path, picture) -> None:
     except OSError as e:
         raise SynthgenError(f"--out {out}: cannot write: {e.strerror or e}") from None
     _say(f"wrote {out}")
+
+
+@app.command()
+@_guarded
+def merge(
+    shards: Annotated[list[Path], typer.Argument(metavar="SHARD...", help="The shard folders (generate --shard K/N), all of one run.", show_default=False)],
+    out: Annotated[str, typer.Option("--out", "-o", metavar="DIR", help="The merged dataset's folder.")] = "out",
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a previous run in --out (deletes only files runs recorded writing).")] = False,
+) -> None:
+    """Join the shards of a run into one dataset, byte-identical to the run made unsharded."""
+    from .runs.merge import check_shards
+    from .runs.merge import merge as merge_shards
+
+    if out == "":
+        raise SynthgenError("--out is empty: name an output folder (an empty name would be the current folder)")
+    check_shards(shards)  # before the progress display: one clear line for shards that do not belong together
+    t0 = time.perf_counter()
+    with Progress(TextColumn("[bold]merging"), _Rate(), console=err, transient=True) as bar:
+        task = bar.add_task("merge", total=None, images=0)
+        summary = merge_shards(shards, Path(out), overwrite=overwrite,
+                               progress=lambda images, _: bar.update(task, images=images))
+    per = ", ".join(f"{c}: {k}" for c, k in summary["instances_per_class"].items())
+    _say(f"merged {len(shards)} shards into {out}: {summary['images']} images in {time.perf_counter() - t0:.1f} s; instances {per}")
 
 
 @app.command()

@@ -149,6 +149,7 @@ class Generator:
         overwrite: bool = False,
         resume: bool = False,
         progress: Callable[[int, int], None] | None = None,
+        shard: str | tuple[int, int] | None = None,
     ) -> dict[str, Any]:
         """Write a dataset: ``n`` images, or exactly ``per_class`` labelled instances per class.
 
@@ -157,9 +158,11 @@ class Generator:
         interrupted run there, byte-identical to one never stopped. With ``workers`` > 1 the
         samples are made in spawned processes: call this under ``if __name__ == "__main__":``
         in a script. progress(images_done, instances_done) is called after each image.
+        ``shard="K/N"`` (or (K, N)) makes shard K of N, counted from 0: a part of the dataset
+        that ``synthgen merge`` joins with the others into exactly the unsharded dataset.
         Returns the summary also written to OUT/dataset.json.
         """
         from .runs.run import execute
 
         return execute(self, out_dir, n=n, per_class=per_class, workers=workers, overwrite=overwrite,
-                       resume=resume, progress=progress)
+                       resume=resume, progress=progress, shard=shard)

@@ -226,4 +226,5 @@ def test_tasks_are_made_lazily(assets):
     schedule = PerClassSchedule(gen.spec, gen.seed, 10**9)
     first_round = next(schedule.rounds())
     first = [next(first_round) for _ in range(3)]  # a task list of a billion would never get here
-    assert [t[0] for t in first] == [0, 1, 2]
+    lanes = schedule.count  # 10**7 blocks of 100 per class: block 0 numbers its images 0, B, 2B, ...
+    assert lanes == 10**7 and [t[0] for t in first] == [0, lanes, 2 * lanes]

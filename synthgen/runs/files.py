@@ -21,6 +21,7 @@ META = ".synthgen"  # the run's bookkeeping folder inside OUT
 # no run recorded.
 OUTPUT_DIRS = ("images", "annotations", "labels", "voc", "depth", "bop", "masks", "masks_visib")
 OUTPUT_FILES = ("manifest.jsonl", "dataset.json", "data.yaml")
+ASSEMBLED = "assembled.txt"  # in META: the whole-dataset files written when the run finished
 
 
 class OutputFolder:
@@ -32,6 +33,7 @@ class OutputFolder:
         self.tmp = self.meta / "tmp"
         self.parts = self.meta / "parts"
         self._log = None
+        self._assembled = None
         self._dirs: set[str] = set()
 
     # -- recording ----------------------------------------------------------------------------
@@ -40,13 +42,33 @@ class OutputFolder:
         if self._log is None:
             self.meta.mkdir(exist_ok=True)
             self._log = (self.meta / f"files-{os.getpid()}.log").open("a", encoding="utf-8")
-        self._log.write("".join(r + "\n" for r in rels))
+        text = "".join(r + "\n" for r in rels)
+        self._log.write(text)
         self._log.flush()
+        if self._assembled is not None:
+            self._assembled.write(text)
+            self._assembled.flush()
+
+    def assembling(self) -> None:
+        """From now on, what is written is whole-dataset files (also noted in ASSEMBLED: a merge
+        of shards makes its own and takes only the per-sample files)."""
+        self.meta.mkdir(exist_ok=True)
+        self._assembled = (self.meta / ASSEMBLED).open("w", encoding="utf-8")
+
+    def assembled(self) -> set[str]:
+        """The whole-dataset files the run wrote when it finished."""
+        p = self.meta / ASSEMBLED
+        if not p.is_file():
+            return set()
+        return {line.rstrip("\n") for line in p.read_text(encoding="utf-8").splitlines() if line.strip()}
 
     def close(self) -> None:
         if self._log is not None:
             self._log.close()
             self._log = None
+        if self._assembled is not None:
+            self._assembled.close()
+            self._assembled = None
 
     # -- files --------------------------------------------------------------------------------
     def makedirs(self, rel: str) -> None:
@@ -93,6 +115,22 @@ class OutputFolder:
             except BaseException:
                 tmp.unlink(missing_ok=True)
                 raise
+
+    def take_file(self, rel: str, src: Path) -> None:
+        """Install a file from elsewhere (another output folder) as ``rel``: a hard link where the
+        filesystem allows, a copy otherwise; atomically, recorded, the source left as it is."""
+        self.record([rel])
+        tmp = self._temp(rel)
+        tmp.unlink(missing_ok=True)
+        try:
+            try:
+                os.link(src, tmp)
+            except OSError:
+                shutil.copyfile(src, tmp)
+            self._install(tmp, rel)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
 
     def write_file(self, rel: str, data: bytes) -> None:
         self.write_files([(rel, data)])

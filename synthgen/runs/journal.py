@@ -20,6 +20,14 @@ from .files import OutputFolder
 JOURNAL = "journal.jsonl"
 
 
+def result_of(record: dict[str, Any]):
+    """A journal record as the TaskResult it was made from (labels and notes; no part lines:
+    those are on disk already)."""
+    from .pool import TaskResult
+
+    return TaskResult([(split, [tuple(x) for x in labels], []) for split, labels in record["v"]], record["n"])
+
+
 class Journal:
     def __init__(self, folder: OutputFolder):
         self.folder = folder

@@ -22,9 +22,9 @@ from typing import Any, Callable, Iterable, Iterator
 from ..errors import SynthgenError
 from ..writers import make_writers
 from . import outdir
-from .journal import Journal
+from .journal import Journal, result_of
 from .pool import Task, TaskResult, make_executor
-from .scheduler import PerClassSchedule
+from .scheduler import BLOCK, PerClassSchedule, block_count
 from .stats import RunStats
 
 
@@ -41,6 +41,7 @@ def execute(
     overwrite: bool = False,
     resume: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    shard: tuple[int, int] | str | None = None,
 ) -> dict[str, Any]:
     """Write a dataset; see ``Generator.generate``."""
     if getattr(mp.current_process(), "_inheriting", False):
@@ -59,8 +60,11 @@ def execute(
         raise SynthgenError(f"workers must be a whole number >= 1, got {workers!r}")
     if str(out_dir) == "":
         raise SynthgenError("--out is empty: name an output folder (an empty name would be the current folder)")
+    part = parse_shard(shard, n, per_class)
     gen.check()  # every input decoded or verified: all problems at once, nothing written yet
-    request = {"n": n} if n is not None else {"per_class": per_class}
+    request: dict[str, Any] = {"n": n} if n is not None else {"per_class": per_class}
+    if part is not None:
+        request["shard"] = f"{part[0]}/{part[1]}"
     try:
         folder, resuming = outdir.prepare(Path(out_dir), gen, request, overwrite=overwrite, resume=resume)
     except OSError as e:
@@ -78,7 +82,7 @@ def execute(
             def consume(pairs: Iterator[tuple[Task, TaskResult | dict]]) -> Iterator[list[str]]:
                 for task, result in pairs:
                     if isinstance(result, dict):  # replayed from the journal: already on disk
-                        result = TaskResult([(split, [tuple(x) for x in labels], []) for split, labels in result["v"]], result["n"])
+                        result = result_of(result)
                     else:
                         journal.commit({"i": task[0], "v": [[split, labels] for split, labels, _ in result.images], "n": result.notes},
                                        [p for _, _, parts in result.images for p in parts])
@@ -104,22 +108,25 @@ def execute(
                 yield from executor.map(it, total)
 
             if n is not None:
-                for _ in consume(run(((i, None) for i in range(n)), n)):
+                lo, hi = shard_range(n, part)
+                for _ in consume(run(((i, None) for i in range(lo, hi)), hi - lo)):
                     pass
             else:
-                schedule = PerClassSchedule(gen.spec, gen.seed, per_class)  # type: ignore[arg-type]
+                blocks = None
+                if part is not None:
+                    lo, hi = shard_range(block_count(per_class), part)  # type: ignore[arg-type]
+                    blocks = range(lo, hi)
+                schedule = PerClassSchedule(gen.spec, gen.seed, per_class, blocks)  # type: ignore[arg-type]
                 for tasks in schedule.rounds():
                     for cats in consume(run(tasks, sum(schedule.deficit.values()))):
                         schedule.record(cats)
         executor.close()
         executor = None
         journal.close()
-        for w in writers:
-            w.finish(folder)
-        summary = stats.summary(gen.seed, request)
-        folder.write_file("dataset.json", (json.dumps(summary, indent=2) + "\n").encode())
+        summary = finish(folder, writers, stats.summary(gen.seed, request))
         outdir.mark_complete(folder, gen, request)
-        journal.remove()
+        if part is None:
+            journal.remove()  # a shard keeps its journal and parts: synthgen merge reads them
         folder.clean_temporary()
         return summary
     except OSError as e:
@@ -133,6 +140,44 @@ def execute(
                 close()
             except OSError:
                 pass  # the disk may still be full; what is journaled is safe
+
+
+def finish(folder, writers: list, summary: dict[str, Any]) -> dict[str, Any]:
+    """Assemble the whole-dataset files from the parts, then dataset.json."""
+    folder.assembling()
+    for w in writers:
+        w.finish(folder)
+    folder.write_file("dataset.json", (json.dumps(summary, indent=2) + "\n").encode())
+    return summary
+
+
+def parse_shard(shard: tuple[int, int] | str | None, n: int | None, per_class: int | None) -> tuple[int, int] | None:
+    """``K/N`` (K counted from 0) as (K, N), checked against what the run makes."""
+    if shard is None:
+        return None
+    text = shard if isinstance(shard, str) else f"{shard[0]}/{shard[1]}"
+    try:
+        k_s, n_s = str(text).split("/")
+        k, count = int(k_s), int(n_s)
+    except ValueError:
+        raise SynthgenError(f"--shard {text}: give K/N, shard K of N counted from 0 (0/4, 1/4, 2/4, 3/4)") from None
+    if count < 1 or not 0 <= k < count:
+        raise SynthgenError(f"--shard {text}: K must be 0 to N-1 (shards are counted from 0: 0/{max(count, 1)} is the first)")
+    if n is not None and count > n:
+        raise SynthgenError(f"--shard {text}: more shards than the {n} images of --n {n}")
+    if per_class is not None and count > block_count(per_class):
+        raise SynthgenError(f"--shard {text}: --per-class {per_class} is made of {block_count(per_class)} block(s) of at most "
+                            f"{BLOCK} instances per class, and a shard takes whole blocks: use at most "
+                            f"{block_count(per_class)} shards")
+    return k, count
+
+
+def shard_range(total: int, part: tuple[int, int] | None) -> tuple[int, int]:
+    """The items [lo, hi) of ``total`` that shard K of N makes: contiguous, in order, as even as can be."""
+    if part is None:
+        return 0, total
+    k, count = part
+    return total * k // count, total * (k + 1) // count
 
 
 def _chain_one(first: Task, rest: Iterator[Task]) -> Iterator[Task]:
