@@ -92,16 +92,19 @@ def _formats(formats: str | None) -> list[tuple[str, Any, str]]:
         return []
     names = [f.strip() for f in formats.split(",") if f.strip()]
     if not names:
-        raise SynthgenError("--formats: give one or more of coco, yolo, voc, bop, comma-separated")
+        raise SynthgenError("--formats: give one or more of coco, yolo, voc, bop, webdataset, comma-separated")
     return [("output.formats", names, f"--formats {formats}")]
 
 
-def _load(spec: Path, seed: int | None, sets: list[str] | None, formats: str | None = None):
+def _load(spec: Path, seed: int | None, sets: list[str] | None, formats: str | None = None, shard_size: int | None = None):
     from .generator import Generator
 
     if seed is not None and seed < 0:
         raise SynthgenError(f"--seed must be >= 0, got {seed}")
-    return Generator.from_yaml(spec, seed=seed, overrides=[*(sets or []), *_formats(formats)])
+    extra: list[Any] = _formats(formats)
+    if shard_size is not None:
+        extra.append(("output.shard_size", shard_size, f"--shard-size {shard_size}"))
+    return Generator.from_yaml(spec, seed=seed, overrides=[*(sets or []), *extra])
 
 
 SpecArg = Annotated[Path, typer.Argument(metavar="SPEC", help="Scene spec (YAML).", show_default=False)]
@@ -118,7 +121,8 @@ def generate(
     per_class: Annotated[Optional[int], typer.Option("--per-class", metavar="N", help="Exactly this many labelled instances per class.")] = None,
     seed: SeedOpt = None,
     workers: Annotated[int, typer.Option("--workers", metavar="W", help="Worker processes (spawned).")] = 1,
-    formats: Annotated[Optional[str], typer.Option("--formats", metavar="LIST", help="Label formats, comma-separated: coco,yolo,voc,bop.")] = None,
+    formats: Annotated[Optional[str], typer.Option("--formats", metavar="LIST", help="Label formats, comma-separated: coco,yolo,voc,bop,webdataset.")] = None,
+    shard_size: Annotated[Optional[int], typer.Option("--shard-size", metavar="N", help="webdataset: images per tar (default 1000).")] = None,
     set_: SetOpt = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a previous run in --out (deletes only files runs recorded writing).")] = False,
     resume: Annotated[bool, typer.Option("--resume", help="Finish an interrupted run in --out (or start one in an empty --out).")] = False,
@@ -142,7 +146,8 @@ def generate(
     from .runs.scheduler import PerClassSchedule
 
     part = parse_shard(shard, n, per_class)
-    gen = _load(spec, seed, set_, formats)
+    sets = list(set_ or [])
+    gen = _load(spec, seed, sets, formats, shard_size)
     gen.check()  # before the progress bar: every problem with the inputs, nothing written
     if n is not None:
         lo, hi = shard_range(n, part)

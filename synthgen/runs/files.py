@@ -34,10 +34,11 @@ class OutputFolder:
         self.parts = self.meta / "parts"
         self._log = None
         self._assembled = None
+        self._finishing = False
         self._dirs: set[str] = set()
 
     # -- recording ----------------------------------------------------------------------------
-    def record(self, rels: Iterable[str]) -> None:
+    def record(self, rels: Iterable[str], whole: bool = False) -> None:
         """Note files this run is about to create (before creating them)."""
         if self._log is None:
             self.meta.mkdir(exist_ok=True)
@@ -45,15 +46,20 @@ class OutputFolder:
         text = "".join(r + "\n" for r in rels)
         self._log.write(text)
         self._log.flush()
-        if self._assembled is not None:
+        if whole or self._finishing:
+            self._open_assembled()
             self._assembled.write(text)
             self._assembled.flush()
 
     def assembling(self) -> None:
         """From now on, what is written is whole-dataset files (also noted in ASSEMBLED: a merge
         of shards makes its own and takes only the per-sample files)."""
-        self.meta.mkdir(exist_ok=True)
-        self._assembled = (self.meta / ASSEMBLED).open("w", encoding="utf-8")
+        self._finishing = True
+
+    def _open_assembled(self) -> None:
+        if self._assembled is None:
+            self.meta.mkdir(exist_ok=True)
+            self._assembled = (self.meta / ASSEMBLED).open("a", encoding="utf-8")
 
     def assembled(self) -> set[str]:
         """The whole-dataset files the run wrote when it finished."""
@@ -137,10 +143,15 @@ class OutputFolder:
 
     def assemble(self, rel: str, chunks: Iterable[str]) -> None:
         """Write a whole-dataset file from text chunks, streaming, atomically."""
-        self.record([rel])
+        self.assemble_bytes(rel, (c.encode("utf-8") for c in chunks))
+
+    def assemble_bytes(self, rel: str, chunks: Iterable[bytes]) -> None:
+        """Write a whole-dataset file (noted as such, whenever it is written) from byte chunks,
+        streaming, atomically."""
+        self.record([rel], whole=True)
         tmp = self._temp(rel)
         try:
-            with open(tmp, "w", encoding="utf-8") as f:
+            with open(tmp, "wb") as f:
                 for chunk in chunks:
                     f.write(chunk)
             self._install(tmp, rel)

@@ -84,8 +84,11 @@ def execute(
                     if isinstance(result, dict):  # replayed from the journal: already on disk
                         result = result_of(result)
                     else:
+                        lines = [p for _, _, parts in result.images for p in parts]
                         journal.commit({"i": task[0], "v": [[split, labels] for split, labels, _ in result.images], "n": result.notes},
-                                       [p for _, _, parts in result.images for p in parts])
+                                       lines)
+                        for w in writers:
+                            w.committed(folder, lines)
                     cats = stats.add(result)
                     if progress:
                         progress(stats.images_done, stats.instances_done)

@@ -49,8 +49,10 @@ class Output(_Model):
     """(width, height) in pixels."""
     image_format: Literal["jpg", "png"] = "jpg"
     quality: Annotated[int, Field(ge=1, le=100)] = 95
-    formats: list[Literal["coco", "yolo", "voc", "bop"]] = ["coco", "yolo", "voc"]
+    formats: list[Literal["coco", "yolo", "voc", "bop", "webdataset"]] = ["coco", "yolo", "voc"]
     """Label formats; bop (6D pose) needs kind: renderer."""
+    shard_size: Annotated[int, Field(ge=1, le=10_000_000)] = 1000
+    """webdataset: images per tar shard."""
     bop_allowed: ClassVar[bool] = False
     depth: bool = True
     """Renderer: write depth maps (16-bit PNG, millimetres) to OUT/depth/<split>/."""

@@ -11,9 +11,11 @@ from .images import ImageWriter, encode_image
 from .manifest import ManifestWriter
 from .mask_pngs import MaskPngWriter
 from .voc import VocWriter, encode_voc, voc_box
+from .webdataset import WebDatasetWriter
 from .yolo import YoloWriter, encode_yolo
 
-FORMATS: dict[str, type[Writer]] = {"coco": CocoWriter, "yolo": YoloWriter, "voc": VocWriter, "bop": BopWriter}
+FORMATS: dict[str, type[Writer]] = {"coco": CocoWriter, "yolo": YoloWriter, "voc": VocWriter, "bop": BopWriter,
+                                    "webdataset": WebDatasetWriter}
 
 
 def make_writers(spec: Spec) -> list[Writer]:
@@ -25,6 +27,6 @@ def make_writers(spec: Spec) -> list[Writer]:
 
 
 __all__ = [
-    "FORMATS", "BopWriter", "Encoded", "CocoWriter", "DepthWriter", "encode_depth_png", "ImageWriter", "ManifestWriter", "VocWriter", "Writer", "YoloWriter",
+    "FORMATS", "BopWriter", "Encoded", "CocoWriter", "DepthWriter", "encode_depth_png", "ImageWriter", "ManifestWriter", "VocWriter", "WebDatasetWriter", "Writer", "YoloWriter",
     "encode_coco", "encode_image", "encode_voc", "encode_yolo", "make_writers", "voc_box",
 ]

@@ -56,5 +56,9 @@ class Writer:
     def start(self, out: OutputFolder, library: Any) -> None:
         """Write what is known before the first sample (called again, harmlessly, on resume)."""
 
+    def committed(self, out: OutputFolder, parts: list[tuple[str, str]]) -> None:
+        """A task's part lines are on disk and journaled (called in task order, in the main
+        process, for the tasks this process made): a writer may install what is now complete."""
+
     def finish(self, out: OutputFolder) -> None:
         """Assemble the whole-dataset files from this writer's parts."""
