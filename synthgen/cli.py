@@ -127,6 +127,8 @@ def generate(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a previous run in --out (deletes only files runs recorded writing).")] = False,
     resume: Annotated[bool, typer.Option("--resume", help="Finish an interrupted run in --out (or start one in an empty --out).")] = False,
     shard: Annotated[Optional[str], typer.Option("--shard", metavar="K/N", help="Make shard K of N (from 0) of the dataset; synthgen merge joins the shards.")] = None,
+    backend: Annotated[str, typer.Option("--backend", metavar="B", help="Where samples are made: local (processes) or ray (Ray actors).")] = "local",
+    ray_address: Annotated[Optional[str], typer.Option("--ray-address", metavar="ADDR", help="--backend ray: a running Ray cluster (default: start one here).")] = None,
 ) -> None:
     """Generate a labelled dataset from SPEC into --out."""
     if (n is None) == (per_class is None):
@@ -166,7 +168,7 @@ def generate(
             bar.update(task, completed=images if n is not None else instances, images=images)
 
         summary = gen.generate(Path(out), n=n, per_class=per_class, workers=workers, overwrite=overwrite,
-                               resume=resume, progress=report, shard=part)
+                               resume=resume, progress=report, shard=part, backend=backend, ray_address=ray_address)
     dt = time.perf_counter() - t0
     per = ", ".join(f"{c}: {k}" for c, k in summary["instances_per_class"].items())
     _say(f"wrote {summary['images']} images to {out} in {dt:.1f} s ({summary['images'] / max(dt, 1e-9):.1f} images/s); instances {per}")

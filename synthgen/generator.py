@@ -150,6 +150,8 @@ class Generator:
         resume: bool = False,
         progress: Callable[[int, int], None] | None = None,
         shard: str | tuple[int, int] | None = None,
+        backend: str = "local",
+        ray_address: str | None = None,
     ) -> dict[str, Any]:
         """Write a dataset: ``n`` images, or exactly ``per_class`` labelled instances per class.
 
@@ -160,9 +162,11 @@ class Generator:
         in a script. progress(images_done, instances_done) is called after each image.
         ``shard="K/N"`` (or (K, N)) makes shard K of N, counted from 0: a part of the dataset
         that ``synthgen merge`` joins with the others into exactly the unsharded dataset.
+        ``backend="ray"`` makes the samples in ``workers`` Ray actors (a local Ray, or the
+        cluster at ``ray_address``); the output is the same bytes.
         Returns the summary also written to OUT/dataset.json.
         """
         from .runs.run import execute
 
         return execute(self, out_dir, n=n, per_class=per_class, workers=workers, overwrite=overwrite,
-                       resume=resume, progress=progress, shard=shard)
+                       resume=resume, progress=progress, shard=shard, backend=backend, ray_address=ray_address)

@@ -154,7 +154,15 @@ class WorkerPool:
             p.join(timeout=5)
 
 
-def make_executor(gen, folder: OutputFolder, workers: int):
+BACKENDS = ("local", "ray")
+
+
+def make_executor(gen, folder: OutputFolder, workers: int, backend: str = "local", address: str | None = None):
+    """local: this process (one worker) or spawned processes; ray: Ray actors."""
+    if backend == "ray":
+        from .ray_pool import RayPool
+
+        return RayPool(gen, folder, workers, address)
     return InProcess(gen, folder) if workers <= 1 else WorkerPool(gen, folder, workers)
 
 

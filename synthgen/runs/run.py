@@ -23,7 +23,7 @@ from ..errors import SynthgenError
 from ..writers import make_writers
 from . import outdir
 from .journal import Journal, result_of
-from .pool import Task, TaskResult, make_executor
+from .pool import BACKENDS, Task, TaskResult, make_executor
 from .scheduler import BLOCK, PerClassSchedule, block_count
 from .stats import RunStats
 
@@ -42,6 +42,8 @@ def execute(
     resume: bool = False,
     progress: Callable[[int, int], None] | None = None,
     shard: tuple[int, int] | str | None = None,
+    backend: str = "local",
+    ray_address: str | None = None,
 ) -> dict[str, Any]:
     """Write a dataset; see ``Generator.generate``."""
     if getattr(mp.current_process(), "_inheriting", False):
@@ -61,6 +63,15 @@ def execute(
     if str(out_dir) == "":
         raise SynthgenError("--out is empty: name an output folder (an empty name would be the current folder)")
     part = parse_shard(shard, n, per_class)
+    if backend not in BACKENDS:
+        raise SynthgenError(f"--backend {backend!r}: choose from {', '.join(BACKENDS)}")
+    if ray_address is not None and backend != "ray":
+        raise SynthgenError("--ray-address needs --backend ray")
+    if backend == "ray":
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            raise SynthgenError("--backend ray needs Ray: pip install 'synthgen[ray]'") from None
     gen.check()  # every input decoded or verified: all problems at once, nothing written yet
     request: dict[str, Any] = {"n": n} if n is not None else {"per_class": per_class}
     if part is not None:
@@ -76,7 +87,7 @@ def execute(
         for w in writers:
             w.start(folder, gen.library)
         stats = RunStats(gen.spec)
-        executor = make_executor(gen, folder, workers)
+        executor = make_executor(gen, folder, workers, backend, ray_address)
         records = journal.replay() if resuming else iter(())
         with _stop_on_ctrl_c() as stop:
             def consume(pairs: Iterator[tuple[Task, TaskResult | dict]]) -> Iterator[list[str]]:
