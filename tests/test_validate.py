@@ -253,7 +253,7 @@ def test_validate_json_and_bad_paths(clean, tmp_path):
 
 def test_a_hundred_thousand_annotations_stream(tmp_path):
     """A COCO file of 100,000 annotations (RLE masks) validates, streamed: problems are found at
-    the far end of the file. (Its memory is measured in benchmarks/inspect.py.)"""
+    the far end of the file. (Its memory is measured in benchmarks/report.py.)"""
     from pycocotools import mask as mask_utils
 
     img = np.zeros((48, 64, 3), np.uint8)

@@ -19,7 +19,7 @@ from typing import Iterable, Iterator
 META = ".synthgen"  # the run's bookkeeping folder inside OUT
 # What runs write at the top of OUT: --overwrite refuses these when it finds files in them that
 # no run recorded.
-OUTPUT_DIRS = ("images", "annotations", "labels", "voc", "depth", "bop", "masks", "masks_visib")
+OUTPUT_DIRS = ("images", "annotations", "labels", "voc", "depth", "bop", "masks", "masks_visib", "webdataset")
 OUTPUT_FILES = ("manifest.jsonl", "dataset.json", "data.yaml")
 ASSEMBLED = "assembled.txt"  # in META: the whole-dataset files written when the run finished
 

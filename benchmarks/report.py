@@ -1,8 +1,8 @@
 """How long ``synthgen report`` takes on a 10,000-image dataset, and the memory ``synthgen
 validate`` needs for a COCO file of about 100,000 annotations against one ten times smaller.
 
-    python benchmarks/inspect.py                       # 10,000 images, about 10 objects each
-    python benchmarks/inspect.py --images 2000 --work /tmp/bench-inspect
+    python benchmarks/report.py                       # 10,000 images, about 10 objects each
+    python benchmarks/report.py --images 2000 --work /tmp/bench-inspect
 
 The dataset is made once with the demo spec (320x240, 8-12 objects per image, COCO + YOLO,
 two workers) and kept in --work for later runs. Each command runs in its own process; its
