@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import threading
 import warnings
-from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from itertools import islice
 from typing import Any, Iterable, Iterator
 
 from ..errors import SynthgenError, SynthgenWarning
 from .files import OutputFolder
-from .pool import CHUNK, WINDOW, Task, TaskResult, WorkerDied, produce
+from .pool import CHUNK, WINDOW, Task, TaskResult, WorkerDied, limit_threads, produce
 
 MAX_REPLACEMENTS = 8  # actors replaced per run before it gives up (something kills every actor)
 
@@ -40,6 +39,7 @@ class _Producer:
         from ..writers import make_writers
 
         warnings.simplefilter("ignore", SynthgenWarning)  # the driver warned already, when it checked
+        limit_threads(1)  # an actor holds one CPU of Ray's
         self.gen, self.writers, self.folder = gen, make_writers(gen.spec), OutputFolder(root)
 
     def produce(self, batch: list[Task]) -> list[TaskResult]:
@@ -82,40 +82,50 @@ class RayPool:
         return self.remote.remote(self.gen, self.root)
 
     def map(self, tasks: Iterable[Task], total: int | None = None) -> Iterator[tuple[Task, TaskResult]]:
+        """Batches go to the actor with the least in flight and are collected as they finish
+        (a slow actor does not hold up the others); results are handed on in task order."""
         ray = self.ray
         it = iter(tasks)
         chunk = CHUNK if total is None else max(1, min(CHUNK, total // (2 * self.workers)))
-        window: deque = deque()  # [batch, actor slot, generation, object ref]
-        turn = [0]
+        cap = WINDOW * self.workers  # batches in flight or waiting to be handed on, at most
+        flying: dict[Any, list] = {}  # object ref -> [sequence number, batch, actor slot, generation]
+        done: dict[int, tuple[list[Task], list[TaskResult]]] = {}
+        busy = [0] * self.workers
+        seq = [0, 0]  # next to submit, next to hand on
+        exhausted = False
 
-        def submit(batch: list[Task] | None = None, slot: int | None = None) -> bool:
-            if batch is None:
+        def send(n: int, batch: list[Task]) -> None:
+            slot = busy.index(min(busy))
+            busy[slot] += 1
+            flying[self.actors[slot].produce.remote(batch)] = [n, batch, slot, self.generation[slot]]
+
+        while True:
+            while not exhausted and len(flying) + len(done) < cap:
                 batch = list(islice(it, chunk))
                 if not batch:
-                    return False
-            if slot is None:
-                slot = turn[0] % self.workers
-                turn[0] += 1
-            window.append([batch, slot, self.generation[slot], self.actors[slot].produce.remote(batch)])
-            return True
-
-        for _ in range(WINDOW * self.workers):
-            if not submit():
-                break
-        while window:
-            entry = window[0]
-            batch, slot, gen_no, ref = entry
-            try:
-                results = ray.get(ref)
-            except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError) as e:
-                self._replace(slot, gen_no, e)
-                entry[2], entry[3] = self.generation[slot], self.actors[slot].produce.remote(batch)  # redone, in place
+                    exhausted = True
+                    break
+                send(seq[0], batch)
+                seq[0] += 1
+            while seq[1] in done:
+                batch, results = done.pop(seq[1])
+                seq[1] += 1
+                yield from zip(batch, results)
+            if not flying:
+                if exhausted and not done:
+                    return
                 continue
-            except ray.exceptions.RayTaskError as e:  # the work itself failed: the same error as in-process
-                raise e.as_instanceof_cause() from None
-            window.popleft()
-            submit()
-            yield from zip(batch, results)
+            ready, _ = ray.wait(list(flying), num_returns=1)
+            for ref in ready:
+                n, batch, slot, gen_no = flying.pop(ref)
+                busy[slot] -= 1
+                try:
+                    done[n] = (batch, ray.get(ref))
+                except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError) as e:
+                    self._replace(slot, gen_no, e)
+                    send(n, batch)  # redone by whoever is least busy, the new actor most likely
+                except ray.exceptions.RayTaskError as e:  # the work itself failed: the same error as in-process
+                    raise e.as_instanceof_cause() from None
 
     def _replace(self, slot: int, gen_no: int, error: Exception) -> None:
         if self.generation[slot] != gen_no:
