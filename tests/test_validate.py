@@ -280,3 +280,31 @@ def test_dhash_is_stable_and_tells_images_apart(clean):
     imgs = sorted((clean / "images").rglob("*.jpg"))
     hs = [dhash(p) for p in imgs]
     assert all(h is not None for h in hs) and len(set(hs)) == len(hs)
+
+
+def test_a_large_coco_file_validates_streaming(tmp_path):
+    """100,000 annotations (a 10 MB file) validated with the Python heap below the file's size
+    (what remains is the ids seen, for duplicates: about 100 bytes an annotation); loading the
+    file whole (json.loads) takes several times its size. An opening of the file that loads it
+    (the reader layer's constructor once did, for the category names) fails this."""
+    import tracemalloc
+
+    cv2.imwrite(str(tmp_path / "a.png"), np.zeros((40, 60, 3), np.uint8))
+    n_img, per = 1000, 100
+    with open(tmp_path / "big.json", "w") as f:
+        f.write('{"categories": [{"id": 1, "name": "thing"}], "images": [')
+        f.write(",".join(json.dumps({"id": i, "file_name": "a.png", "width": 60, "height": 40}) for i in range(n_img)))
+        f.write('], "annotations": [')
+        f.write(",".join(json.dumps({"id": i, "image_id": i // per, "category_id": 1, "bbox": [1.0, 2.0, 10.0, 8.0],
+                                     "area": 80.0, "iscrowd": 0}) for i in range(n_img * per)))
+        f.write("]}")
+    size = (tmp_path / "big.json").stat().st_size
+    assert size > 10e6
+    tracemalloc.start()
+    try:
+        report = validate(tmp_path / "big.json", duplicates=False)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert (report.images, report.annotations, report.problems) == (n_img, n_img * per, [])
+    assert peak < size, f"peak {peak / 2**20:.1f} MiB for a {size / 2**20:.1f} MiB file"

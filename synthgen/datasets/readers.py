@@ -95,6 +95,18 @@ def _coco_obj(a: dict[str, Any], names: dict[Any, str]) -> Obj:
                {k: a[k] for k in ("amodal_bbox", "pose", "id") if k in a})
 
 
+def _coco_categories(f: Path) -> list[dict[str, Any]]:
+    """A COCO file's categories, streamed: the file is not held in memory (``validate`` reads
+    the rest of it streaming too; the images and annotations are loaded when asked for)."""
+    import ijson
+
+    try:
+        with open(f, "rb") as fh:
+            return [c for c in ijson.items(fh, "categories.item", use_float=True) if isinstance(c, dict)]
+    except (OSError, ijson.JSONError, ijson.IncompleteJSONError, UnicodeDecodeError) as e:
+        raise SynthgenError(f"{f}: not a readable COCO file ({e})") from None
+
+
 class CocoDataset(DiskDataset):
     format = "coco"
 
@@ -105,7 +117,7 @@ class CocoDataset(DiskDataset):
         self._data: dict[str, dict[str, Any]] = {}
         cats: dict[str, None] = {}
         for split in self.splits:
-            for c in sorted(self._load(split).get("categories", []), key=lambda c: c.get("id", 0)):
+            for c in sorted(_coco_categories(self.files[split][0]), key=lambda c: c.get("id", 0)):
                 cats[str(c.get("name"))] = None
         self.categories = list(cats)
         self.manifest = _manifest(root)

@@ -367,23 +367,36 @@ def near_duplicates(a: list[tuple[int, str]], b: list[tuple[int, str]], max_bits
     """Pairs (file in a, file in b, differing bits) at most ``max_bits`` apart. Any two hashes
     that close agree exactly on one of their four 16-bit quarters (pigeonhole), so only pairs
     sharing a quarter are compared."""
-    buckets: dict[tuple[int, int], list[int]] = defaultdict(list)
-    for j, (h, _) in enumerate(b):
-        for q in range(4):
-            buckets[(q, (h >> (16 * q)) & 0xFFFF)].append(j)
+    near = _Near([h for h, _ in b], max_bits)
     for h, fa in a:
-        cands = {j for q in range(4) for j in buckets.get((q, (h >> (16 * q)) & 0xFFFF), ())}
+        for j, d in near(h):
+            yield fa, b[j][1], d
+
+
+class _Near:
+    """Hashes of one side in buckets by 16-bit quarter; calling it with a hash gives (index,
+    differing bits) of those at most ``max_bits`` apart, in index order."""
+
+    def __init__(self, hashes: list[int], max_bits: int = 3):
+        self.hashes, self.max_bits = hashes, max_bits
+        self.buckets: dict[tuple[int, int], list[int]] = defaultdict(list)
+        for j, h in enumerate(hashes):
+            for q in range(4):
+                self.buckets[(q, (h >> (16 * q)) & 0xFFFF)].append(j)
+
+    def __call__(self, h: int) -> Iterator[tuple[int, int]]:
+        cands = {j for q in range(4) for j in self.buckets.get((q, (h >> (16 * q)) & 0xFFFF), ())}
         for j in sorted(cands):
-            d = (h ^ b[j][0]).bit_count()
-            if d <= max_bits:
-                yield fa, b[j][1], d
+            d = (h ^ self.hashes[j]).bit_count()
+            if d <= self.max_bits:
+                yield j, d
 
 
 THUMB = 32  # side of the grey thumbnails a hash match is confirmed on
 CHANGED = 0.5  # a thumbnail pixel differs when its standardised values are this far apart
 MOST_CHANGED = 0.01  # near-duplicates: at most this share of thumbnail pixels differ
 PER_IMAGE = 32  # hash matches confirmed per image at most, nearest first
-CACHE = 8192  # thumbnails kept (1 KiB each)
+CACHE = 8192  # thumbnails kept (1 KiB each: int8, 1/32 steps)
 
 
 def thumbnail(path: str | Path) -> np.ndarray | None:
@@ -416,26 +429,32 @@ def _leaks(hashes: dict[str, list[tuple[int, int, str]]]) -> list[Problem]:
     def thumb(f: str) -> np.ndarray | None:
         if f in cache:
             cache.move_to_end(f)
-            return cache[f]
-        t = thumbnail(f)
-        cache[f] = None if t is None else np.clip(t * 32, -127, 127).astype(np.int8).astype(np.float32) / 32
-        if len(cache) > CACHE:
-            cache.popitem(last=False)
-        return cache[f]
+            t = cache[f]
+        else:
+            t = thumbnail(f)
+            t = cache[f] = None if t is None else np.clip(np.round(t * 32), -127, 127).astype(np.int8)
+            if len(cache) > CACHE:
+                cache.popitem(last=False)
+        return None if t is None else t.astype(np.float32) / 32
 
+    # One image of the first split at a time: its candidates by either hash, the nearest
+    # PER_IMAGE of them confirmed; memory grows with the images, not with the pairs.
     for i, sa in enumerate(splits):
         for sb in splits[i + 1:]:
-            found: dict[str, dict[str, int]] = defaultdict(dict)
-            for k in (0, 1):
-                a = [(h[k], h[2]) for h in hashes[sa]]
-                b = [(h[k], h[2]) for h in hashes[sb]]
-                for fa, fb, d in near_duplicates(a, b):
-                    found[fa][fb] = min(d, found[fa].get(fb, 64))
-            for fa in sorted(found):
+            near = [_Near([h[k] for h in hashes[sb]]) for k in (0, 1)]
+            for ha in sorted(hashes[sa], key=lambda h: h[2]):
+                fa = ha[2]
+                found: dict[str, int] = {}
+                for k in (0, 1):
+                    for j, d in near[k](ha[k]):
+                        fb = hashes[sb][j][2]
+                        found[fb] = min(d, found.get(fb, 64))
+                if not found:
+                    continue
                 ta = thumb(fa)
                 if ta is None:
                     continue
-                for fb, d in sorted(found[fa].items(), key=lambda kv: (kv[1], kv[0]))[:PER_IMAGE]:
+                for fb, d in sorted(found.items(), key=lambda kv: (kv[1], kv[0]))[:PER_IMAGE]:
                     tb = thumb(fb)
                     if tb is None:
                         continue
