@@ -78,8 +78,12 @@ class WebDatasetWriter(Writer):
                 self._pending[split] = []
 
     def _catch_up(self, out, split: str) -> None:
-        """Rebuild the state from the part on disk (a resumed run), writing any full tar that a
-        crash kept from being installed."""
+        """Rebuild the state from the part on disk (a resumed run)."""
+        self._pending[split], self._count[split] = self._replay(out, split)
+
+    def _replay(self, out, split: str) -> tuple[list[str], int]:
+        """Read a split's part on disk, writing any full tar that is missing (a crash kept it
+        from being installed); returns the lines of the unfinished tar and the count."""
         pending: list[str] = []
         count = 0
         for line in out.part_lines(f"wds/{split}"):
@@ -90,20 +94,11 @@ class WebDatasetWriter(Writer):
                 if not (out.root / tar_name(split, shard)).is_file():
                     self._write(out, split, shard, pending)
                 pending = []
-        self._pending[split], self._count[split] = pending, count
+        return pending, count
 
     def finish(self, out) -> None:
         for split in self.spec.output.split:
-            pending: list[str] = []
-            count = 0
-            for line in out.part_lines(f"wds/{split}"):
-                pending.append(line)
-                count += 1
-                if count % self.size == 0:
-                    shard = count // self.size - 1
-                    if not (out.root / tar_name(split, shard)).is_file():
-                        self._write(out, split, shard, pending)
-                    pending = []
+            pending, count = self._replay(out, split)
             if pending:
                 self._write(out, split, count // self.size, pending)
         self._pending.clear()
