@@ -281,3 +281,27 @@ def test_voc_xml_is_plain_and_valid(compositor_run):
     for x in (out / VOC / "Annotations").glob("*.xml"):
         root = ET.parse(x).getroot()
         assert root.find("folder").text == "VOC2012"
+
+
+@pytest.mark.readers
+@needs_gl()
+def test_torchvision_imported_after_rendering(tmp_path):
+    """torch's CUDA builds install triton, which carries its own LLVM; loaded after Mesa's
+    software rasteriser has loaded the system's LLVM it crashed the process (a segmentation
+    fault when torchvision was imported after one rendered sample). The renderer loads it first."""
+    import importlib.util
+    import subprocess
+    import sys
+
+    if importlib.util.find_spec("triton") is None or importlib.util.find_spec("torchvision") is None:
+        pytest.skip("needs torchvision and triton (the heavy install)")
+    root = Path(__file__).resolve().parents[1]
+    script = tmp_path / "order.py"
+    script.write_text(
+        "from synthgen import Generator\n"
+        f"gen = Generator.from_yaml({str(root / 'scenes' / 'demo-renderer.yaml')!r}, overrides=['output.size=[160, 120]'])\n"
+        "gen[0]\n"
+        "import torchvision.datasets\n"
+        "print('ok')\n")
+    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stderr[-2000:]

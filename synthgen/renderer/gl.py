@@ -8,7 +8,10 @@ it is defined). ``ordered_light_scene`` gives lights to the shader in a fixed or
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import os
+import sys
 
 import numpy as np
 
@@ -37,6 +40,22 @@ def import_pyrender():
 _RENDERERS: dict[int, object] = {}  # pid -> this process's OffscreenRenderer
 
 
+# Installed with torch's CUDA builds, triton carries an LLVM of its own; loaded into a process
+# where Mesa's software rasteriser has loaded the system's LLVM, it crashes the process
+# (segmentation fault: seen with torch 2.14.1, triton 3.8.0, rendering a sample and then
+# importing torchvision). Loaded before, both work.
+OWN_LLVM = ("triton",)
+
+
+def _load_own_llvm_first() -> None:
+    for name in OWN_LLVM:
+        if name not in sys.modules and importlib.util.find_spec(name) is not None:
+            try:
+                importlib.import_module(name)
+            except Exception:  # noqa: BLE001 - a broken install of it is not the renderer's concern
+                pass
+
+
 def process_renderer(width: int, height: int):
     """This process's one OffscreenRenderer, made (and tuned) on first use.
 
@@ -53,6 +72,7 @@ def process_renderer(width: int, height: int):
                 "made after such a fork hangs. Start worker processes with spawn: DataLoader(..., "
                 "multiprocessing_context='spawn') or synthgen.torch.DataLoader, which does; or render nothing "
                 "in the main process before the workers start")
+        _load_own_llvm_first()
         try:
             pyrender = import_pyrender()
             r = pyrender.OffscreenRenderer(width, height)
