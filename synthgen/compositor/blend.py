@@ -63,7 +63,7 @@ def _laplacian_blend(a: np.ndarray, b: np.ndarray, m: np.ndarray, levels: int) -
     return b + out
 
 
-def _feather(fg: np.ndarray, sigma: float) -> np.ndarray:
+def _feather(fg: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray]:
     """Soften only the edge: blur the alpha, keep the object's colours sharp.
 
     Outside the solid part the colour is the alpha-weighted average of the object's colours
@@ -71,12 +71,14 @@ def _feather(fg: np.ndarray, sigma: float) -> np.ndarray:
     feathered rim shows the object's own colour fading out, never black or an old background.
     """
     blurred = cv2.GaussianBlur(fg, (0, 0), sigma)
-    a = fg[..., 3:4]
-    soft = blurred[..., 3:4]
+    a = cv2.extractChannel(fg, 3)
+    soft = cv2.extractChannel(blurred, 3)
     # premultiplied result: (own colour) * soft where solid; (nearby average) * soft elsewhere,
-    # which is just the blurred premultiplied colour
-    rgb = np.where(a >= 127.5, fg[..., :3] * (soft / np.maximum(a, 1e-3)), blurred[..., :3])
-    return np.concatenate([rgb, soft], axis=-1)
+    # which is just the blurred premultiplied colour (channels apart: numpy is slow on the
+    # strided views of an interleaved image)
+    rgb = cv2.cvtColor(blurred, cv2.COLOR_RGBA2RGB)
+    np.copyto(rgb, cv2.cvtColor(fg, cv2.COLOR_RGBA2RGB) * (soft / np.maximum(a, 1e-3))[..., None], where=(a >= 127.5)[..., None])
+    return rgb, soft
 
 
 def paste(image: np.ndarray, patch: np.ndarray, x0: int, y0: int, mode: str = "none", params: dict[str, Any] | None = None) -> None:
@@ -106,15 +108,17 @@ def paste(image: np.ndarray, patch: np.ndarray, x0: int, y0: int, mode: str = "n
     window = image[wy0:wy1, wx0:wx1]
     bg = window.astype(np.float32)
     if mode == "gaussian":
-        fg = _feather(fg, params["sigma"])
-    elif mode == "motion":
-        fg = cv2.filter2D(fg, -1, motion_kernel(params["length"], params["angle"]), borderType=cv2.BORDER_CONSTANT)
-    a = fg[..., 3:4] * (1.0 / 255.0)
-    hard = fg[..., :3] + bg * (1.0 - a)
+        rgb, alpha = _feather(fg, params["sigma"])  # premultiplied colour, alpha (0..255)
+    else:
+        if mode == "motion":
+            fg = cv2.filter2D(fg, -1, motion_kernel(params["length"], params["angle"]), borderType=cv2.BORDER_CONSTANT)
+        rgb, alpha = cv2.cvtColor(fg, cv2.COLOR_RGBA2RGB), cv2.extractChannel(fg, 3)
+    a = alpha * (1.0 / 255.0)
+    hard = rgb + bg * (1.0 - a)[..., None]
     if mode == "pyramid":
-        out = _laplacian_blend(hard, bg, a[..., 0], params["levels"])
+        out = _laplacian_blend(hard, bg, a, params["levels"])
     elif mode == "poisson":
-        out = _poisson(hard, bg, a[..., 0], params.get("mixed", False))
+        out = _poisson(hard, bg, a, params.get("mixed", False))
     else:
         out = hard
     np.copyto(window, np.clip(out + 0.5, 0, 255).astype(np.uint8))
