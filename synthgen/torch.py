@@ -238,7 +238,21 @@ class _SharedEpoch:
         self.__dict__.update(state)
 
 
-class SynthDataset(_SharedEpoch, Dataset):
+class _Synthetic(_SharedEpoch):
+    """What both synthetic datasets share: their generator and classes (through ``_t``)."""
+
+    _t: _Targets
+
+    @property
+    def generator(self) -> Generator:
+        return self._t.gen
+
+    @property
+    def classes(self) -> list[str]:
+        return self._t.classes
+
+
+class SynthDataset(_Synthetic, Dataset):
     """Map-style: item ``i`` is sample ``epoch * length + i``, generated when asked for."""
 
     def __init__(self, spec_or_generator: Any, length: int, seed: int | None = None, epoch: int = 0,
@@ -249,14 +263,6 @@ class SynthDataset(_SharedEpoch, Dataset):
         self.length = length
         self._init_epoch(epoch)
         self._t = _Targets(_generator(spec_or_generator, seed), transforms, float_images, masks, keypoints, depth, camera_K, poses)
-
-    @property
-    def generator(self) -> Generator:
-        return self._t.gen
-
-    @property
-    def classes(self) -> list[str]:
-        return self._t.classes
 
     def index_of(self, i: int) -> int:
         """The sample index of item ``i`` in the current epoch."""
@@ -271,7 +277,7 @@ class SynthDataset(_SharedEpoch, Dataset):
         return self._t.item(self.index_of(i))
 
 
-class SynthIterableDataset(_SharedEpoch, IterableDataset):
+class SynthIterableDataset(_Synthetic, IterableDataset):
     """A stream of samples, endless (``length=None``) or ``length`` per epoch, split across
     DataLoader workers and distributed ranks: the stream's k-th share is every G-th index from
     k, with G = workers x ranks and k = rank x workers + worker, so no index is made twice and
@@ -288,14 +294,6 @@ class SynthIterableDataset(_SharedEpoch, IterableDataset):
         self._init_epoch(epoch)
         self.rank, self.world_size = rank, world_size
         self._t = _Targets(_generator(spec_or_generator, seed), transforms, float_images, masks, keypoints, depth, camera_K, poses)
-
-    @property
-    def generator(self) -> Generator:
-        return self._t.gen
-
-    @property
-    def classes(self) -> list[str]:
-        return self._t.classes
 
     def _ranks(self) -> tuple[int, int]:
         if self.rank is not None:

@@ -95,16 +95,22 @@ def _coco_obj(a: dict[str, Any], names: dict[Any, str]) -> Obj:
                {k: a[k] for k in ("amodal_bbox", "pose", "id") if k in a})
 
 
-def _coco_categories(f: Path) -> list[dict[str, Any]]:
-    """A COCO file's categories, streamed: the file is not held in memory (``validate`` reads
-    the rest of it streaming too; the images and annotations are loaded when asked for)."""
+def stream_items(path: Path, prefix: str) -> Iterator[Any]:
+    """The items of a JSON file under ``prefix`` (ijson's, e.g. ``"annotations.item"``), one
+    at a time: the file is never held in memory."""
     import ijson
 
     try:
-        with open(f, "rb") as fh:
-            return [c for c in ijson.items(fh, "categories.item", use_float=True) if isinstance(c, dict)]
-    except (OSError, ijson.JSONError, ijson.IncompleteJSONError, UnicodeDecodeError) as e:
-        raise SynthgenError(f"{f}: not a readable COCO file ({e})") from None
+        with open(path, "rb") as f:
+            yield from ijson.items(f, prefix, use_float=True)
+    except (OSError, ijson.JSONError, UnicodeDecodeError) as e:
+        raise SynthgenError(f"{path}: not a readable COCO file ({e})") from None
+
+
+def _coco_categories(f: Path) -> list[dict[str, Any]]:
+    """A COCO file's categories, streamed (``validate`` streams the rest of it; the images and
+    annotations are loaded when asked for)."""
+    return [c for c in stream_items(f, "categories.item") if isinstance(c, dict)]
 
 
 class CocoDataset(DiskDataset):

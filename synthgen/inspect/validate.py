@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from ..datasets.readers import (CocoDataset, VocDataset, YoloDataset, _image_dir, label_path, open_dataset,
-                                parse_yolo_line)
+                                parse_yolo_line, stream_items)
 from ..errors import SynthgenError
 
 BOX_TOLERANCE = 1.0  # pixels a box may differ from its mask's (rounding of float boxes)
@@ -77,21 +77,11 @@ def validate(path: str | Path, format: str | None = None, images: str | Path | N
 
 
 # -- COCO ---------------------------------------------------------------------------------------
-def _stream(path: Path, prefix: str) -> Iterator[Any]:
-    import ijson
-
-    with open(path, "rb") as f:
-        try:
-            yield from ijson.items(f, prefix, use_float=True)
-        except ijson.JSONError as e:
-            raise SynthgenError(f"{path}: not valid JSON ({e})") from None
-
-
 def _coco(ds: CocoDataset, counts: dict[str, int], seen_image: Callable[[str, Path], None]) -> Iterator[Problem]:
     for split, (ann_file, given_dir) in ds.files.items():
         name = str(ann_file)
         cats: dict[Any, str] = {}
-        for c in _stream(ann_file, "categories.item"):
+        for c in stream_items(ann_file, "categories.item"):
             cid = c.get("id") if isinstance(c, dict) else None
             if not isinstance(cid, int):
                 yield Problem(name, f"category {cid!r}", "category-id-invalid", "a category id must be an integer")
@@ -104,7 +94,7 @@ def _coco(ds: CocoDataset, counts: dict[str, int], seen_image: Callable[[str, Pa
         imgs: dict[Any, tuple[int, int, str]] = {}
         first = None
         folder = None
-        for im in _stream(ann_file, "images.item"):
+        for im in stream_items(ann_file, "images.item"):
             iid = im.get("id") if isinstance(im, dict) else None
             if iid is None:
                 yield Problem(name, "image ?", "image-id-missing", "an image without an id")
@@ -126,7 +116,7 @@ def _coco(ds: CocoDataset, counts: dict[str, int], seen_image: Callable[[str, Pa
             imgs[iid] = (W, H, file)
             yield from _check_image_file(folder / file, name, f"image {iid}", (W, H), split, seen_image)
         ann_ids: set[Any] = set()
-        for a in _stream(ann_file, "annotations.item"):
+        for a in stream_items(ann_file, "annotations.item"):
             counts["annotations"] += 1
             aid = a.get("id") if isinstance(a, dict) else None
             where = f"annotation {aid}"
