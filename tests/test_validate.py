@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 
 from synthgen import Generator
 from synthgen.cli import app
-from synthgen.inspect.validate import dhash, near_duplicates, validate
+from synthgen.inspect.duplicates import dhash, near_duplicates
+from synthgen.inspect.validate import validate
 from synthgen.spec import spec_from_dict
 
 from .conftest import ROOT, base_spec, needs_gl

@@ -21,6 +21,7 @@ import numpy as np
 from ..datasets.readers import (CocoDataset, VocDataset, YoloDataset, _image_dir, label_path, open_dataset,
                                 parse_yolo_line, stream_items)
 from ..errors import SynthgenError
+from .duplicates import THUMB, image_hashes, leaks
 
 BOX_TOLERANCE = 1.0  # pixels a box may differ from its mask's (rounding of float boxes)
 
@@ -72,7 +73,9 @@ def validate(path: str | Path, format: str | None = None, images: str | Path | N
     else:
         problems = list(_voc(ds, counts, seen_image))
     if duplicates:
-        problems += _leaks(hashes)
+        problems += [Problem(fa, f"split {sa}", "near-duplicate-across-splits",
+                             f"looks like {fb} of split {sb} ({share:.1%} of a {THUMB}x{THUMB} thumbnail differs): "
+                             "the splits leak") for fa, sa, fb, sb, share in leaks(hashes)]
     return Report(str(path), ds.format, counts["images"], counts["annotations"], problems)
 
 
@@ -301,156 +304,3 @@ def _voc(ds: VocDataset, counts: dict[str, int], seen_image: Callable[[str, Path
                 elif W and (x0 < 1 or y0 < 1 or x1 > W or y1 > H):
                     yield Problem(name, where, "box-outside-image", f"({x0:g}, {y0:g}, {x1:g}, {y1:g}) is outside 1..{W} x 1..{H} "
                                                                   "(VOC boxes are 1-based and inclusive)")
-
-
-# -- near-duplicates across splits (leakage) ----------------------------------------------------------
-def _grey(path: str | Path, side: int) -> np.ndarray | None:
-    """The image as a side x side grey array (JPEGs decoded at a fraction of their size)."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as im:
-            im.draft("L", (side * 4, side * 4))
-            return np.asarray(im.convert("L").resize((side, side), Image.Resampling.BOX), np.float32)
-    except (OSError, ValueError):
-        return None
-
-
-def _bits(b: np.ndarray) -> int:
-    return int(np.packbits(b.reshape(-1)).view(">u8")[0])
-
-
-def dhash(path: str | Path) -> int | None:
-    """A 64-bit difference hash (9 x 8 grey, each pixel against its right neighbour)."""
-    g = _grey(path, 32)
-    if g is None:
-        return None
-    return _dhash(g)
-
-
-def _dhash(g: np.ndarray) -> int:
-    import cv2
-
-    small = cv2.resize(g, (9, 8), interpolation=cv2.INTER_AREA)
-    return _bits(small[:, 1:] > small[:, :-1])
-
-
-def _phash(g: np.ndarray) -> int:
-    """A 64-bit perceptual hash: the 8 x 8 lowest frequencies of the 32 x 32 DCT against their median."""
-    import cv2
-
-    d = cv2.dct(g)[:8, :8].reshape(-1)
-    return _bits(d > np.median(d[1:]))
-
-
-def image_hashes(path: str | Path) -> tuple[int, int] | None:
-    """(dHash, pHash) of an image, or None when it cannot be read. Each survives some changes
-    the other does not (a flat texture's contrast, a brightness shift), so candidates come
-    from either."""
-    g = _grey(path, 32)
-    if g is None:
-        return None
-    return _dhash(g), _phash(g)
-
-
-def near_duplicates(a: list[tuple[int, str]], b: list[tuple[int, str]], max_bits: int = 3) -> Iterator[tuple[str, str, int]]:
-    """Pairs (file in a, file in b, differing bits) at most ``max_bits`` apart. Any two hashes
-    that close agree exactly on one of their four 16-bit quarters (pigeonhole), so only pairs
-    sharing a quarter are compared."""
-    near = _Near([h for h, _ in b], max_bits)
-    for h, fa in a:
-        for j, d in near(h):
-            yield fa, b[j][1], d
-
-
-class _Near:
-    """Hashes of one side in buckets by 16-bit quarter; calling it with a hash gives (index,
-    differing bits) of those at most ``max_bits`` apart, in index order."""
-
-    def __init__(self, hashes: list[int], max_bits: int = 3):
-        self.hashes, self.max_bits = hashes, max_bits
-        self.buckets: dict[tuple[int, int], list[int]] = defaultdict(list)
-        for j, h in enumerate(hashes):
-            for q in range(4):
-                self.buckets[(q, (h >> (16 * q)) & 0xFFFF)].append(j)
-
-    def __call__(self, h: int) -> Iterator[tuple[int, int]]:
-        cands = {j for q in range(4) for j in self.buckets.get((q, (h >> (16 * q)) & 0xFFFF), ())}
-        for j in sorted(cands):
-            d = (h ^ self.hashes[j]).bit_count()
-            if d <= self.max_bits:
-                yield j, d
-
-
-THUMB = 32  # side of the grey thumbnails a hash match is confirmed on
-CHANGED = 0.5  # a thumbnail pixel differs when its standardised values are this far apart
-MOST_CHANGED = 0.01  # near-duplicates: at most this share of thumbnail pixels differ
-PER_IMAGE = 32  # hash matches confirmed per image at most, nearest first
-CACHE = 8192  # thumbnails kept (1 KiB each: int8, 1/32 steps)
-
-
-def thumbnail(path: str | Path) -> np.ndarray | None:
-    """The image as a THUMB x THUMB grey thumbnail, standardised (zero mean, unit spread), so
-    re-encoding, resizing, blurring a little and changes of brightness or contrast leave it
-    nearly the same."""
-    g = _grey(path, THUMB)
-    if g is None:
-        return None
-    return (g - g.mean()) / max(float(g.std()), 1.0)
-
-
-def changed_share(a: np.ndarray, b: np.ndarray) -> float:
-    """The share of thumbnail pixels that differ between two standardised thumbnails."""
-    return float((np.abs(a.astype(np.float32) - b.astype(np.float32)) > CHANGED).mean())
-
-
-def _leaks(hashes: dict[str, list[tuple[int, int, str]]]) -> list[Problem]:
-    """Images of different splits that look the same. Two 64-bit hashes find candidates cheaply
-    (either at most 3 bits apart); a candidate is a near-duplicate when at most 1% of its
-    32 x 32 standardised thumbnail differs from the other's. The hashes alone are too coarse:
-    synthetic images on one background photo, with small objects pasted in different places,
-    often hash alike, and they are different images."""
-    from collections import OrderedDict
-
-    out = []
-    splits = sorted(hashes)
-    cache: OrderedDict[str, np.ndarray | None] = OrderedDict()
-
-    def thumb(f: str) -> np.ndarray | None:
-        if f in cache:
-            cache.move_to_end(f)
-            t = cache[f]
-        else:
-            t = thumbnail(f)
-            t = cache[f] = None if t is None else np.clip(np.round(t * 32), -127, 127).astype(np.int8)
-            if len(cache) > CACHE:
-                cache.popitem(last=False)
-        return None if t is None else t.astype(np.float32) / 32
-
-    # One image of the first split at a time: its candidates by either hash, the nearest
-    # PER_IMAGE of them confirmed; memory grows with the images, not with the pairs.
-    for i, sa in enumerate(splits):
-        for sb in splits[i + 1:]:
-            near = [_Near([h[k] for h in hashes[sb]]) for k in (0, 1)]
-            for ha in sorted(hashes[sa], key=lambda h: h[2]):
-                fa = ha[2]
-                found: dict[str, int] = {}
-                for k in (0, 1):
-                    for j, d in near[k](ha[k]):
-                        fb = hashes[sb][j][2]
-                        found[fb] = min(d, found.get(fb, 64))
-                if not found:
-                    continue
-                ta = thumb(fa)
-                if ta is None:
-                    continue
-                for fb, d in sorted(found.items(), key=lambda kv: (kv[1], kv[0]))[:PER_IMAGE]:
-                    tb = thumb(fb)
-                    if tb is None:
-                        continue
-                    share = changed_share(ta, tb)
-                    if share <= MOST_CHANGED:
-                        out.append(Problem(fa, f"split {sa}", "near-duplicate-across-splits",
-                                           f"looks like {fb} of split {sb} ({share:.1%} of a {THUMB}x{THUMB} thumbnail "
-                                           "differs): the splits leak"))
-    return out
