@@ -3,7 +3,8 @@ the in-memory compositor against an earlier commit.
 
     python benchmarks/dataloader.py                       # loader figures (a few minutes)
     python benchmarks/dataloader.py --baseline REV        # also in-memory samples/s against REV
-    python benchmarks/dataloader.py --memory              # also worker RSS at 1,000 and 10,000 samples
+    python benchmarks/dataloader.py --memory              # also worker RSS at 1,000, 10,000 and 20,000 samples
+    python benchmarks/dataloader.py --handoff             # also what 2 workers hand over at all (zero tensors)
 
 Loader figures: SynthDataset items (uint8 CHW image, boxes, labels, masks) per second through
 torch's DataLoader (synthgen's collate; spawned workers for the renderer), with 0 and 2 workers,
@@ -103,6 +104,55 @@ def memory(samples: tuple[int, ...]) -> None:
                   f"main {rss_mib(os.getpid()):.1f} MiB")
 
 
+class _Zeros:
+    """Items that cost nothing to make, the size of a 640x480 sample with 5 objects (about 1.7 MB)."""
+
+    def __len__(self) -> int:
+        return 960
+
+    def __getitem__(self, i: int):
+        import torch
+
+        return torch.zeros(3, 480, 640, dtype=torch.uint8), {
+            "boxes": torch.zeros(5, 4), "labels": torch.zeros(5, dtype=torch.int64), "masks": torch.zeros(5, 480, 640, dtype=torch.uint8),
+            "area": torch.zeros(5), "iscrowd": torch.zeros(5, dtype=torch.int64), "image_id": i}
+
+
+def _as_tuples(batch):
+    return tuple(zip(*batch))
+
+
+def handoff(rounds: int) -> None:
+    """What a 2-worker loader can hand over at all: zero tensors the size of a 640x480 sample,
+    through torch's DataLoader with tuples (torch shares each tensor itself), with synthgen's
+    ``collate`` (one new segment a batch), and through synthgen's DataLoader (segments reused)."""
+    import torch
+
+    from synthgen.torch import DataLoader, collate
+
+    torch.set_num_threads(1)
+    loaders = {
+        "torch's DataLoader, tuples (a segment per tensor)": torch.utils.data.DataLoader(
+            _Zeros(), batch_size=8, num_workers=2, persistent_workers=True, collate_fn=_as_tuples),
+        "torch's DataLoader, synthgen's collate (a new segment a batch)": torch.utils.data.DataLoader(
+            _Zeros(), batch_size=8, num_workers=2, persistent_workers=True, collate_fn=collate),
+        "synthgen's DataLoader (segments reused)": DataLoader(_Zeros(), batch_size=8, num_workers=2, persistent_workers=True),
+    }
+    for loader in loaders.values():
+        for _ in loader:
+            pass
+    t = dict.fromkeys(loaders, 0.0)
+    for _ in range(rounds):
+        for name, loader in loaders.items():
+            t0 = time.perf_counter()
+            for _ in loader:
+                pass
+            t[name] += time.perf_counter() - t0
+    print("zero tensors of a 640x480 sample's size through 2 workers:")
+    for name, secs in t.items():
+        print(f"  {name}: {960 * rounds / secs:7.1f} items/s")
+
+
 IN_MEMORY = r"""
 import sys, time
 sys.path.insert(0, {tree!r})
@@ -141,8 +191,9 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=160, help="samples per round and configuration")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--baseline", help="a git revision to compare the in-memory compositor with")
-    ap.add_argument("--memory", action="store_true", help="worker RSS at 1,000 and 10,000 samples")
+    ap.add_argument("--memory", action="store_true", help="worker RSS at 1,000, 10,000 and 20,000 samples")
     ap.add_argument("--skip-loader", action="store_true")
+    ap.add_argument("--handoff", action="store_true", help="also what 2 workers can hand over at all (zero tensors)")
     ap.add_argument("--regime", choices=["default", "one-thread"], help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.regime:  # a child: one regime, in a process of its own
@@ -155,8 +206,10 @@ def main() -> None:
             env = {**os.environ, **({"LP_NUM_THREADS": "1"} if regime == "one-thread" else {})}
             subprocess.run([sys.executable, __file__, "--regime", regime, "--n", str(args.n), "--rounds", str(args.rounds)],
                            check=True, env=env)
+    if args.handoff:
+        handoff(args.rounds)
     if args.memory:
-        memory((1000, 10000))
+        memory((1000, 10000, 20000))
 
 
 if __name__ == "__main__":

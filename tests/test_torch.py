@@ -166,6 +166,39 @@ def test_mixed_dataset_has_the_share_of_real_images_in_every_batch(spec, assets,
                      SynthDataset(spec, length=8), 0.5)
 
 
+@pytest.mark.parametrize("start", ["fork", "spawn"])
+def test_workers_write_into_shared_memory_again_but_never_under_a_batch_still_held(spec, start):
+    """synthgen's DataLoader has each worker write its batches into a few shared-memory segments
+    again once the main process has let go of them. Batches kept whole, and a batch of which only
+    a slice is kept, must keep their values while later batches stream through the same segments."""
+    from synthgen.torch import POOL_SLOTS
+
+    ds = SynthDataset(spec, length=120)
+    want = [ds[i] for i in range(120)]
+    loader = DataLoader(ds, batch_size=2, num_workers=2, multiprocessing_context=start)
+    kept, slices = {}, {}
+    for b, (images, targets) in enumerate(loader):
+        for k in range(2):
+            assert torch.equal(images[k], want[2 * b + k][0]) and torch.equal(targets[k]["masks"], want[2 * b + k][1]["masks"])
+        if b in (1, 8, 21):
+            kept[b] = (images, targets)
+        if b in (3, 12):
+            slices[b] = images[1][:, 5:9]  # a view: the whole segment stays the main process's
+    for b, (images, targets) in kept.items():
+        for k in range(2):
+            img, t = want[2 * b + k]
+            assert torch.equal(images[k], img)
+            for key in ("boxes", "labels", "masks", "area", "iscrowd"):
+                assert torch.equal(targets[k][key], t[key]), (b, k, key)
+    for b, view in slices.items():
+        assert torch.equal(view, want[2 * b + 1][0][:, 5:9])
+    # more batches came in pooled segments than the pool has: segments were released and used again
+    assert loader.collate_fn._releases.received > 2 * POOL_SLOTS
+    import copy
+
+    assert copy.deepcopy(loader.collate_fn)([want[0]]) == ([want[0][0]], [want[0][1]])  # a copy collates as collate does
+
+
 def test_collate_of_an_empty_batch():
     assert collate([]) == ([], [])
 

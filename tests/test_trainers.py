@@ -83,6 +83,27 @@ def test_torchvision_v2_flip_and_crop_keep_labels_together(torchvision, assets):
     assert n > 5
 
 
+def test_batches_from_workers_keep_torchvisions_tensor_types(torchvision, assets):
+    """Batches that workers write into shared memory (synthgen's DataLoader) come back as
+    tv_tensors with their metadata: Image, BoundingBoxes (XYXY, canvas size), Mask."""
+    import torch
+    from torchvision import tv_tensors
+
+    from synthgen.spec import spec_from_dict
+    from synthgen.torch import DataLoader, SynthDataset
+
+    raw = base_spec(assets)
+    raw["objects_per_image"] = [1, 3]
+    ds = SynthDataset(spec_from_dict(raw), length=12)
+    for b, (images, targets) in enumerate(DataLoader(ds, batch_size=3, num_workers=2)):
+        for k, (img, t) in enumerate(zip(images, targets)):
+            want_img, want = ds[3 * b + k]
+            assert type(img) is tv_tensors.Image and torch.equal(img, want_img)
+            assert type(t["boxes"]) is tv_tensors.BoundingBoxes and t["boxes"].format == tv_tensors.BoundingBoxFormat.XYXY
+            assert t["boxes"].canvas_size == want["boxes"].canvas_size and torch.equal(t["boxes"], want["boxes"])
+            assert type(t["masks"]) is tv_tensors.Mask and torch.equal(t["masks"], want["masks"])
+
+
 @needs_gl()
 def test_torchvision_v2_moves_renderer_keypoints_with_the_image(torchvision, shared):
     import torch
