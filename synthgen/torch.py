@@ -30,6 +30,7 @@ import math
 import multiprocessing
 import multiprocessing.context
 import os
+from itertools import chain
 from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
@@ -469,7 +470,7 @@ def _in_one_storage(images: list[Any], targets: list[dict[str, Any]], storage_fo
         plain = t.as_subclass(torch.Tensor)
         # an HWC image viewed as CHW is copied in its own memory order, and viewed the same way again
         hwc = plain.dim() == 3 and not plain.is_contiguous() and plain.permute(1, 2, 0).is_contiguous()
-        src = plain.permute(1, 2, 0) if hwc else plain.contiguous()
+        src = plain.permute(1, 2, 0) if hwc else plain.contiguous()  # contiguous: its strides are the copy's
         layout.append((box, key, t, src, hwc, total))
         total += -(-src.numel() * src.element_size() // _ALIGN) * _ALIGN
     storage = storage_for(total)
@@ -477,20 +478,11 @@ def _in_one_storage(images: list[Any], targets: list[dict[str, Any]], storage_fo
         return images, targets
     tv = _tv()
     for box, key, t, src, hwc, offset in layout:
-        dst = torch.empty(0, dtype=src.dtype).set_(storage, offset // src.element_size(), src.shape, _strides(src.shape))
+        dst = torch.empty(0, dtype=src.dtype).set_(storage, offset // src.element_size(), src.shape, src.stride())
         dst.copy_(src)
         v = dst.permute(2, 0, 1) if hwc else dst
         box[key] = tv.wrap(v, like=t) if tv is not None and isinstance(t, tv.TVTensor) else v
     return images, targets
-
-
-def _strides(shape: Sequence[int]) -> tuple[int, ...]:
-    """The strides of a C-contiguous tensor of ``shape``, in elements."""
-    out, step = [], 1
-    for n in reversed(shape):
-        out.append(step)
-        step *= max(1, n)
-    return tuple(reversed(out))
 
 
 POOL_SLOTS = 4  # shared-memory segments each worker of synthgen's DataLoader keeps for reuse
@@ -615,7 +607,7 @@ class _PooledBatch(tuple):
 def _received(images: list[Any], targets: list[dict[str, Any]], token: str, slot: int) -> tuple[list[Any], list[dict[str, Any]]]:
     """Unpickling a pooled batch in the main process: note which segment it lives in."""
     releases = _RECEIVED.get(token)
-    first = next((x for x in [*images, *(v for t in targets for v in t.values())] if isinstance(x, torch.Tensor)), None)
+    first = next((x for x in chain(images, *(t.values() for t in targets)) if isinstance(x, torch.Tensor)), None)
     if releases is not None and first is not None:
         releases.hold(first.untyped_storage(), slot)
     return images, targets

@@ -18,7 +18,7 @@ from synthgen.cli import app
 from synthgen.spec import spec_from_dict
 
 from .conftest import base_spec, needs_gl, write_spec
-from .test_runs import _kill_when, _start, digest
+from .test_runs import _killed_at, digest
 
 ray = pytest.importorskip("ray", reason="Ray is not installed: pip install -e '.[ray]'")
 pytestmark = pytest.mark.slow
@@ -101,10 +101,7 @@ def test_a_killed_run_resumes_with_ray(assets, tmp_path):
     raw["output"].update(size=[320, 240], formats=["coco", "yolo"])
     f = write_spec(tmp_path / "spec.yaml", raw)
     args = ["generate", str(f), "--n", "300", "--workers", "2"]
-    proc = _start(args + ["--backend", "ray", "--out", str(tmp_path / "a")])
-    _kill_when(proc, tmp_path / "a", 30, "main")
-    proc.wait(timeout=60)
-    assert proc.returncode == -signal.SIGKILL
+    proc = _killed_at(args + ["--backend", "ray", "--out", str(tmp_path / "a")], tmp_path / "a", 30)
     try:  # the killed driver's own Ray (raylet, GCS, actors) would otherwise linger
         os.killpg(proc.pid, signal.SIGKILL)
     except ProcessLookupError:

@@ -72,6 +72,16 @@ def _start(args: list[str]) -> subprocess.Popen:
     return subprocess.Popen(CLI + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
 
 
+def _killed_at(args: list[str], out: Path, lines: int) -> subprocess.Popen:
+    """The CLI run with ``args`` (writing to ``out``), its main process killed (SIGKILL) once
+    ``lines`` tasks are journaled; it must have died of that kill."""
+    proc = _start(args)
+    _kill_when(proc, out, lines, "main")
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    return proc
+
+
 def _kill_when(proc: subprocess.Popen, out: Path, lines: int, how: str) -> None:
     deadline = time.monotonic() + 120
     while _journal_lines(out) < lines:

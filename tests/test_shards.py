@@ -5,7 +5,6 @@ that do not belong together and leaves the shards as they were."""
 from __future__ import annotations
 
 import json
-import signal
 from pathlib import Path
 
 import pytest
@@ -19,7 +18,7 @@ from synthgen.runs.scheduler import BLOCK, block_count
 from synthgen.spec import spec_from_dict
 
 from .conftest import base_spec, needs_gl, write_spec
-from .test_runs import _kill_when, _start, digest
+from .test_runs import _killed_at, digest
 
 runner = CliRunner()
 
@@ -115,10 +114,7 @@ def test_a_killed_shard_resumes_and_still_merges(assets, tmp_path):
     raw["output"].update(size=[320, 240], formats=["coco", "yolo"])
     f = write_spec(tmp_path / "spec.yaml", raw)
     args = ["generate", str(f), "--n", "200", "--workers", "2"]
-    proc = _start(args + ["--shard", "1/2", "--out", str(tmp_path / "s1")])
-    _kill_when(proc, tmp_path / "s1", 10, "main")
-    proc.wait(timeout=60)
-    assert proc.returncode == -signal.SIGKILL
+    _killed_at(args + ["--shard", "1/2", "--out", str(tmp_path / "s1")], tmp_path / "s1", 10)
     r = runner.invoke(app, args + ["--shard", "1/2", "--out", str(tmp_path / "s1"), "--resume"])
     assert r.exit_code == 0, r.output
     for out, extra in (("s0", ["--shard", "0/2"]), ("whole", [])):

@@ -5,7 +5,6 @@ same bytes, merged from shards to the same bytes."""
 from __future__ import annotations
 
 import json
-import signal
 import tarfile
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from synthgen.runs.merge import merge
 from synthgen.spec import spec_from_dict
 
 from .conftest import base_spec, needs_gl, write_spec
-from .test_runs import _kill_when, _start, digest
+from .test_runs import _killed_at, digest
 
 runner = CliRunner()
 
@@ -139,10 +138,7 @@ def test_a_killed_run_resumes_to_the_same_tars(assets, tmp_path):
     raw["output"].update(size=[320, 240], formats=["webdataset"], shard_size=10)
     f = write_spec(tmp_path / "spec.yaml", raw)
     args = ["generate", str(f), "--n", "150"]
-    proc = _start(args + ["--out", str(tmp_path / "a")])
-    _kill_when(proc, tmp_path / "a", 45, "main")
-    proc.wait(timeout=60)
-    assert proc.returncode == -signal.SIGKILL
+    _killed_at(args + ["--out", str(tmp_path / "a")], tmp_path / "a", 45)
     full = _tars(tmp_path / "a", "train")
     assert full, "no tar was installed before the kill"
     for t in full:  # every tar on disk is whole
