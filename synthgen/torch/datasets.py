@@ -1,0 +1,227 @@
+"""The datasets: synthetic samples made on access (map-style and streamed), a real COCO dataset
+in the same form, and the two mixed at a fixed share."""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import multiprocessing.context
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, IterableDataset, get_worker_info
+
+from ..errors import SynthgenError
+from ..generator import Generator
+from .items import _generator, _Targets, _tv
+
+ENDLESS_EPOCH = 1 << 40  # sample-index stride between epochs of an endless stream
+
+
+# -- the datasets -------------------------------------------------------------------------------
+class _SharedEpoch:
+    """The epoch in shared memory: ``set_epoch`` in the main process reaches DataLoader workers,
+    persistent ones included (each holds its own copy of the dataset), fork or spawn alike."""
+
+    def _init_epoch(self, epoch: int) -> None:
+        self._epoch = multiprocessing.RawValue("q", int(epoch))
+
+    @property
+    def epoch(self) -> int:
+        return int(self._epoch.value)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Every epoch sees new samples (see the class)."""
+        self._epoch.value = int(epoch)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        if multiprocessing.context.get_spawning_popen() is None:  # a plain pickle, not a worker start
+            state["_epoch"] = self.epoch
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        if isinstance(state["_epoch"], int):
+            state["_epoch"] = multiprocessing.RawValue("q", state["_epoch"])
+        self.__dict__.update(state)
+
+
+class _Synthetic(_SharedEpoch):
+    """What both synthetic datasets share: their generator and classes (through ``_t``)."""
+
+    _t: _Targets
+
+    @property
+    def generator(self) -> Generator:
+        return self._t.gen
+
+    @property
+    def classes(self) -> list[str]:
+        return self._t.classes
+
+
+class SynthDataset(_Synthetic, Dataset):
+    """Map-style: item ``i`` is sample ``epoch * length + i``, generated when asked for."""
+
+    def __init__(self, spec_or_generator: Any, length: int, seed: int | None = None, epoch: int = 0,
+                 transforms: Callable | None = None, float_images: bool = False, masks: bool = True,
+                 keypoints: bool = False, depth: bool = False, camera_K: bool = False, poses: bool = False):
+        if isinstance(length, bool) or not isinstance(length, int) or length < 1:
+            raise SynthgenError(f"length must be a whole number >= 1, got {length!r}")
+        self.length = length
+        self._init_epoch(epoch)
+        self._t = _Targets(_generator(spec_or_generator, seed), transforms, float_images, masks, keypoints, depth, camera_K, poses)
+
+    def index_of(self, i: int) -> int:
+        """The sample index of item ``i`` in the current epoch."""
+        if not -self.length <= i < self.length:
+            raise IndexError(f"item {i} of a dataset of length {self.length}")
+        return self.epoch * self.length + (i % self.length)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, i: int) -> tuple[Any, dict[str, Any]]:
+        return self._t.item(self.index_of(i))
+
+
+class SynthIterableDataset(_Synthetic, IterableDataset):
+    """A stream of samples, endless (``length=None``) or ``length`` per epoch, split across
+    DataLoader workers and distributed ranks: the stream's k-th share is every G-th index from
+    k, with G = workers x ranks and k = rank x workers + worker, so no index is made twice and
+    none is skipped; deterministic for a given worker and rank count. Epoch e starts at sample
+    e x length (endless: e x 2**40)."""
+
+    def __init__(self, spec_or_generator: Any, length: int | None = None, seed: int | None = None, epoch: int = 0,
+                 transforms: Callable | None = None, rank: int | None = None, world_size: int | None = None,
+                 float_images: bool = False, masks: bool = True, keypoints: bool = False, depth: bool = False,
+                 camera_K: bool = False, poses: bool = False):
+        if length is not None and (isinstance(length, bool) or not isinstance(length, int) or length < 1):
+            raise SynthgenError(f"length must be a whole number >= 1 or None (endless), got {length!r}")
+        self.length = length
+        self._init_epoch(epoch)
+        self.rank, self.world_size = rank, world_size
+        self._t = _Targets(_generator(spec_or_generator, seed), transforms, float_images, masks, keypoints, depth, camera_K, poses)
+
+    def _ranks(self) -> tuple[int, int]:
+        if self.rank is not None:
+            return int(self.rank), int(self.world_size or 1)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            return torch.distributed.get_rank(), torch.distributed.get_world_size()
+        return 0, 1
+
+    def indices(self) -> Iterator[int]:
+        """The sample indices this process's share of the stream makes, in order."""
+        info = get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        rank, world = self._ranks()
+        k, G = rank * workers + worker, world * workers
+        base = self.epoch * (self.length if self.length is not None else ENDLESS_EPOCH)
+        i = k
+        while self.length is None or i < self.length:
+            yield base + i
+            i += G
+
+    def __iter__(self) -> Iterator[tuple[Any, dict[str, Any]]]:
+        for index in self.indices():
+            yield self._t.item(index)
+
+    def __len__(self) -> int:
+        """Items this rank yields in an epoch (all its workers together)."""
+        if self.length is None:
+            raise TypeError("an endless SynthIterableDataset has no length")
+        rank, world = self._ranks()
+        return len(range(rank, self.length, world)) if world > 1 else self.length
+
+
+class CocoDataset(Dataset):
+    """A real COCO dataset (read with pycocotools) as ``(image, target)`` in the same form as
+    SynthDataset's; ``labels`` index ``["background", *categories]``."""
+
+    def __init__(self, ann_file: Any, image_dir: Any = None, masks: bool = True):
+        from ..datasets.coco import CocoFile
+
+        if hasattr(ann_file, "coco") and hasattr(ann_file, "root"):  # a torchvision CocoDetection
+            self.file = CocoFile(None, ann_file.root, coco=ann_file.coco)
+        else:
+            if image_dir is None:
+                raise SynthgenError("CocoDataset needs the COCO file and the folder its file_name entries are relative to")
+            self.file = CocoFile(ann_file, image_dir)
+        self.categories = self.file.categories
+        self.masks = masks
+
+    def __len__(self) -> int:
+        return len(self.file)
+
+    def __getitem__(self, i: int) -> tuple[Any, dict[str, Any]]:
+        from ..sources import read_image
+
+        rec = self.file[i]
+        img = read_image(rec.path, "RGB")
+        H, W = img.shape[:2]
+        objs = [o for o in rec.objects if not o.iscrowd]
+        tv = _tv()
+        image = torch.from_numpy(img).permute(2, 0, 1).contiguous()
+        boxes = torch.tensor([o.bbox for o in objs], dtype=torch.float32).reshape(-1, 4)
+        target: dict[str, Any] = {
+            "boxes": tv.BoundingBoxes(boxes, format="XYXY", canvas_size=(H, W)) if tv is not None else boxes,
+            "labels": torch.tensor([self.categories.index(o.category) + 1 for o in objs], dtype=torch.int64),
+            "image_id": rec.image_id,
+            "area": torch.tensor([o.area for o in objs], dtype=torch.float32),
+            "iscrowd": torch.zeros(len(objs), dtype=torch.int64),
+        }
+        if self.masks:
+            m = np.stack([o.mask(H, W) for o in objs]).astype(np.uint8) if objs else np.zeros((0, H, W), np.uint8)
+            target["masks"] = tv.Mask(torch.from_numpy(m)) if tv is not None else torch.from_numpy(m)
+        return (tv.Image(image) if tv is not None else image), target
+
+
+class MixedDataset(_SharedEpoch, Dataset):
+    """Real and synthetic samples at a fixed share: the "pretrain broad, fine-tune on your own
+    data" recipe in one dataset.
+
+    Item i is real when floor((i + 1) f) > floor(i f), f = real_fraction, so real items are
+    spread evenly: every run of B consecutive items holds round(B f) of them, give or take one.
+    Batch it in order (``shuffle=False``): synthetic samples are random already, and the real
+    images are taken in a new order every epoch (seeded). Real labels are mapped onto the
+    synthetic classes by name; a real category that is not one of them is an error.
+    """
+
+    def __init__(self, real: Any, synthetic: SynthDataset, real_fraction: float, length: int | None = None, seed: int = 0):
+        if not 0 <= real_fraction <= 1:
+            raise SynthgenError(f"real_fraction must be in [0, 1], got {real_fraction!r}")
+        self.real = real if isinstance(real, CocoDataset) else CocoDataset(real)
+        self.synthetic = synthetic
+        self.fraction = float(real_fraction)
+        self.length = int(length) if length is not None else len(synthetic)
+        self.seed = int(seed)
+        self._init_epoch(0)
+        classes = list(synthetic.classes)
+        unknown = [c for c in self.real.categories if c not in classes]
+        if unknown:
+            raise SynthgenError(f"real categories {unknown} are not classes of the synthetic spec ({', '.join(classes)}); "
+                                "name them alike so labels mean the same thing")
+        self._remap = torch.tensor([0] + [classes.index(c) + 1 for c in self.real.categories], dtype=torch.int64)
+
+    def set_epoch(self, epoch: int) -> None:
+        super().set_epoch(epoch)
+        self.synthetic.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def is_real(self, i: int) -> bool:
+        return math.floor((i + 1) * self.fraction) > math.floor(i * self.fraction)
+
+    def __getitem__(self, i: int) -> tuple[Any, dict[str, Any]]:
+        n_real = math.floor(i * self.fraction)  # real items before this one
+        if self.is_real(i):
+            order = np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=(self.epoch,))).permutation(len(self.real))
+            image, target = self.real[int(order[n_real % len(self.real)])]
+            target["labels"] = self._remap[target["labels"]]
+            target["real"] = True
+            return image, target
+        image, target = self.synthetic[(i - n_real) % len(self.synthetic)]
+        target["real"] = False
+        return image, target

@@ -1,0 +1,256 @@
+"""Batches: the detection ``collate``, and synthgen's DataLoader, whose workers hand batches over
+in shared-memory segments they reuse, and which spawns workers for the renderer."""
+
+from __future__ import annotations
+
+import multiprocessing
+import multiprocessing.context
+import os
+from itertools import chain
+from typing import Any, Callable, Sequence
+
+import torch
+from torch.utils.data import get_worker_info
+
+from .items import _tv
+
+
+# -- batching -------------------------------------------------------------------------------------
+def collate(batch: Sequence[tuple[Any, dict[str, Any]]]) -> tuple[list[Any], list[dict[str, Any]]]:
+    """Detection batches as torchvision's detectors take them: a list of images and a list of
+    targets (images may differ in size).
+
+    In a DataLoader worker, every tensor of the batch (images and targets) becomes a view of one
+    shared-memory storage: a batch travels to the main process as one segment, not one per
+    tensor (each costs the main process a round trip to the worker for its file descriptor)."""
+    images, targets = _split(batch)
+    if get_worker_info() is None:
+        return images, targets
+    return _in_one_storage(images, targets, _fresh_storage)
+
+
+def _split(batch: Sequence[tuple[Any, dict[str, Any]]]) -> tuple[list[Any], list[dict[str, Any]]]:
+    return tuple(list(x) for x in zip(*batch)) if batch else ([], [])  # type: ignore[return-value]
+
+
+def _fresh_storage(nbytes: int) -> Any:
+    """A new shared-memory storage, or None where this torch cannot make one (then the batch is
+    sent as it is, and torch shares each tensor itself)."""
+    try:
+        return torch.UntypedStorage._new_shared(max(1, nbytes))
+    except (AttributeError, RuntimeError):
+        return None
+
+
+_ALIGN = 64  # bytes: every tensor of a batch starts at a multiple of this in its storage
+
+
+def _in_one_storage(images: list[Any], targets: list[dict[str, Any]], storage_for: Callable[[int], Any]
+                    ) -> tuple[list[Any], list[dict[str, Any]]]:
+    """The same batch (shapes, dtypes, torchvision subclasses and their metadata) with every
+    tensor a view of one storage from ``storage_for(nbytes)``: one copy of each tensor, instead of
+    a copy and a copy into shared memory when the batch is sent."""
+    targets = [dict(t) for t in targets]
+    keys = [k for k in (targets[0] if targets else ()) if all(isinstance(t.get(k), torch.Tensor) for t in targets)]
+    places: list[tuple[Any, Any]] = [(images, i) for i, im in enumerate(images) if isinstance(im, torch.Tensor)]
+    places += [(t, k) for t in targets for k in keys]
+    if not places:
+        return images, targets
+    layout, total = [], 0
+    for box, key in places:
+        t = box[key]
+        plain = t.as_subclass(torch.Tensor)
+        # an HWC image viewed as CHW is copied in its own memory order, and viewed the same way again
+        hwc = plain.dim() == 3 and not plain.is_contiguous() and plain.permute(1, 2, 0).is_contiguous()
+        src = plain.permute(1, 2, 0) if hwc else plain.contiguous()  # contiguous: its strides are the copy's
+        layout.append((box, key, t, src, hwc, total))
+        total += -(-src.numel() * src.element_size() // _ALIGN) * _ALIGN
+    storage = storage_for(total)
+    if storage is None:
+        return images, targets
+    tv = _tv()
+    for box, key, t, src, hwc, offset in layout:
+        dst = torch.empty(0, dtype=src.dtype).set_(storage, offset // src.element_size(), src.shape, src.stride())
+        dst.copy_(src)
+        v = dst.permute(2, 0, 1) if hwc else dst
+        box[key] = tv.wrap(v, like=t) if tv is not None and isinstance(t, tv.TVTensor) else v
+    return images, targets
+
+
+POOL_SLOTS = 4  # shared-memory segments each worker of synthgen's DataLoader keeps for reuse
+
+
+class _SegmentPool:
+    """The ``collate_fn`` of synthgen's DataLoader when it has workers: ``collate``, with each
+    worker keeping a few shared-memory segments and writing batches into them again once the main
+    process has let go of them, instead of a new segment per batch (the kernel zeroes every page
+    of a new one and frees it again afterwards: at 640x480 that costs about as much as making the
+    sample).
+
+    Safety: ``held[slot]`` is 1 from the moment a worker sends a batch in a segment until the main
+    process has no tensor left on that segment's memory (views and slices included: torch's own
+    weak reference to the storage says when), and only then 0; a worker writes only into a segment
+    whose flag is 0. A batch the main process never receives (the loop left early) keeps its
+    segment's flag up: that worker then makes new segments, as plain ``collate`` does. Each start
+    of workers gets flags of its own (``renew``), so nothing a previous set of workers sent is
+    ever written over."""
+
+    def __init__(self, per_worker: int = POOL_SLOTS):
+        self.per_worker = per_worker
+        self.token = ""
+        self.held: Any = None
+        self._segments: dict[int, Any] = {}
+        self._pid = 0
+
+    def renew(self, workers: int) -> None:
+        """In the main process, before a set of workers starts."""
+        import secrets
+
+        self.token = secrets.token_hex(8)
+        self.held = multiprocessing.RawArray("b", workers * self.per_worker)
+        self._releases = _Releases(self.held)  # the main process's side, kept as long as the loader is
+        _RECEIVED[self.token] = self._releases
+
+    def __getstate__(self) -> dict[str, Any]:
+        # the flags are shared memory, for workers being started; a plain copy (pickle, deepcopy)
+        # gets none and collates as ``collate`` does until its loader starts workers
+        starting = multiprocessing.context.get_spawning_popen() is not None
+        return {"per_worker": self.per_worker, "token": self.token, "held": self.held if starting else None}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["per_worker"])  # type: ignore[misc]
+        self.token, self.held = state["token"], state["held"]
+
+    def __call__(self, batch: Sequence[tuple[Any, dict[str, Any]]]) -> Any:
+        images, targets = _split(batch)
+        info = get_worker_info()
+        if info is None or self.held is None:
+            return images, targets
+        taken: list[int] = []
+
+        def storage_for(nbytes: int) -> Any:
+            storage, slot = self._take(info.id, nbytes)
+            taken.append(slot)
+            return storage
+
+        images, targets = _in_one_storage(images, targets, storage_for)
+        if taken and taken[0] >= 0:
+            return _PooledBatch(images, targets, self.token, taken[0])
+        return images, targets
+
+    def _take(self, worker: int, nbytes: int) -> tuple[Any, int]:
+        """A segment of at least ``nbytes`` that the main process holds nothing of, and its slot
+        (-1: a new segment outside the pool)."""
+        if self._pid != os.getpid():  # a forked worker: the segments are its own
+            self._segments, self._pid = {}, os.getpid()
+        for slot in range(worker * self.per_worker, min(len(self.held), (worker + 1) * self.per_worker)):
+            if self.held[slot]:
+                continue
+            seg = self._segments.get(slot)
+            if seg is None or seg.nbytes() < nbytes:
+                seg = _fresh_storage(-(-nbytes * 5 // 4 // (1 << 20)) << 20)  # room for more objects next time
+                if seg is None:
+                    return None, -1
+                self._segments[slot] = seg
+            self.held[slot] = 1
+            return seg, slot
+        return _fresh_storage(nbytes), -1
+
+
+class _Releases:
+    """Main process: the pooled segments it holds batches in, released when no tensor is left on them."""
+
+    def __init__(self, held: Any):
+        self.held = held
+        self.holding: list[tuple[Any, int]] = []
+        self.received = 0  # batches received in pooled segments
+
+    def hold(self, storage: Any, slot: int) -> None:
+        from torch.multiprocessing.reductions import StorageWeakRef
+
+        still = []
+        for ref, s in self.holding:
+            if ref.expired():
+                self.held[s] = 0
+            else:
+                still.append((ref, s))
+        self.holding = [*still, (StorageWeakRef(storage), slot)]
+        self.received += 1
+
+
+_RECEIVED: Any = __import__("weakref").WeakValueDictionary()  # token -> _Releases, in the main process
+
+
+class _PooledBatch(tuple):
+    """(images, targets) in a pooled segment; received by the main process as a plain tuple."""
+
+    token: str
+    slot: int
+
+    def __new__(cls, images: list[Any], targets: list[dict[str, Any]], token: str, slot: int) -> "_PooledBatch":
+        obj = super().__new__(cls, (images, targets))
+        obj.token, obj.slot = token, slot
+        return obj
+
+    def __reduce__(self) -> Any:
+        return _received, (self[0], self[1], self.token, self.slot)
+
+
+def _received(images: list[Any], targets: list[dict[str, Any]], token: str, slot: int) -> tuple[list[Any], list[dict[str, Any]]]:
+    """Unpickling a pooled batch in the main process: note which segment it lives in."""
+    releases = _RECEIVED.get(token)
+    first = next((x for x in chain(images, *(t.values() for t in targets)) if isinstance(x, torch.Tensor)), None)
+    if releases is not None and first is not None:
+        releases.hold(first.untyped_storage(), slot)
+    return images, targets
+
+
+class _ShareCores:
+    """``worker_init_fn`` of synthgen's DataLoader for workers it does not fork: library threads
+    (OpenCV's pool, Mesa's rasteriser) for this worker's share of the cores, as torch does with
+    its own (one thread per worker); with a pool on every core in every worker, workers only
+    fight over the cores. Then the user's own ``worker_init_fn``. Not in forked workers: OpenCV
+    hangs when its thread count is changed in a child forked after the parent used its pool."""
+
+    def __init__(self, then: Callable[[int], Any] | None):
+        self.then = then
+
+    def __call__(self, worker_id: int) -> None:
+        from ..runs.pool import limit_threads
+
+        info = get_worker_info()
+        limit_threads(max(1, (os.cpu_count() or 1) // (info.num_workers if info is not None else 1)))
+        if self.then is not None:
+            self.then(worker_id)
+
+
+def _start_method(context: Any) -> str:
+    if context is None:
+        return multiprocessing.get_start_method()
+    return context if isinstance(context, str) else context.get_start_method()
+
+
+def _uses_gl(dataset: Any) -> bool:
+    """Whether the dataset (or the synthetic half of a MixedDataset) renders with OpenGL."""
+    gen = getattr(dataset, "generator", None) or getattr(getattr(dataset, "synthetic", None), "generator", None)
+    return gen is not None and gen.spec.kind == "renderer"
+
+
+class DataLoader(torch.utils.data.DataLoader):
+    """torch's DataLoader with synthgen's ``collate`` by default, and spawned workers when the
+    dataset renders (a worker forked from a process that holds an OpenGL context hangs; spawned
+    workers re-import your script, so start training under ``if __name__ == "__main__":``)."""
+
+    def __init__(self, dataset: Any, *args: Any, **kwargs: Any):
+        if kwargs.get("collate_fn") is None:
+            kwargs["collate_fn"] = _SegmentPool() if kwargs.get("num_workers", 0) > 0 else collate
+        if kwargs.get("num_workers", 0) > 0 and _uses_gl(dataset) and kwargs.get("multiprocessing_context") is None:
+            kwargs["multiprocessing_context"] = "spawn"
+        if kwargs.get("num_workers", 0) > 0 and _start_method(kwargs.get("multiprocessing_context")) != "fork":
+            kwargs["worker_init_fn"] = _ShareCores(kwargs.get("worker_init_fn"))
+        super().__init__(dataset, *args, **kwargs)
+
+    def _get_iterator(self) -> Any:
+        if self.num_workers > 0 and isinstance(self.collate_fn, _SegmentPool):
+            self.collate_fn.renew(self.num_workers)  # flags of their own for this set of workers
+        return super()._get_iterator()
