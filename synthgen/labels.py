@@ -18,7 +18,7 @@ def annotate(spec: Spec, scene, render: Render) -> list[Annotation]:
     """
     H, W = render.instance_map.shape
     names = spec.categories
-    out = []
+    out, windows = [], []
     for k, obj in enumerate(scene.objects):
         if not obj.labelled or obj.category is None or render.own_area[k] == 0:
             continue
@@ -40,9 +40,13 @@ def annotate(spec: Spec, scene, render: Render) -> list[Annotation]:
         cols = np.flatnonzero(window.any(axis=0))
         rows = np.flatnonzero(window.any(axis=1))
         bbox = (float(x0 + cols[0]), float(y0 + rows[0]), float(x0 + cols[-1] + 1), float(y0 + rows[-1] + 1))
-        mask = np.zeros((H, W), bool)
-        mask[y0:y1, x0:x1] = window
-        out.append(Annotation(obj.category, names.index(obj.category), bbox, mask, area, visibility, truncation, k))
+        windows.append((window, x0, y0, x1, y1))
+        out.append(Annotation(obj.category, names.index(obj.category), bbox, None, area, visibility, truncation, k))  # type: ignore[arg-type]
+    # every mask a view of one (N, H, W) array, so that Sample.masks is that array, not a copy
+    stack = np.zeros((len(out), H, W), bool)
+    for a, m, (window, x0, y0, x1, y1) in zip(out, stack, windows):
+        m[y0:y1, x0:x1] = window
+        a.mask = m
     if "amodal_boxes" in render.extras:
         annotate_amodal(out, render)
     return out

@@ -81,8 +81,14 @@ class Sample:
 
     @property
     def masks(self) -> np.ndarray:
-        """(N, H, W) bool."""
+        """(N, H, W) bool. Where the annotations' masks are rows of one array, in order (as
+        ``labels.annotate`` makes them), that array itself: writing into it writes into them."""
         h, w = self.image.shape[:2]
         if not self.annotations:
             return np.zeros((0, h, w), bool)
+        stack = self.annotations[0].mask.base
+        if (isinstance(stack, np.ndarray) and stack.shape == (len(self.annotations), h, w) and stack.dtype == bool
+                and stack.flags.c_contiguous and all(a.mask.base is stack and a.mask.ctypes.data == stack[j].ctypes.data
+                                                     for j, a in enumerate(self.annotations))):
+            return stack  # the annotations' masks are its rows, in order (labels.annotate makes them so)
         return np.stack([a.mask for a in self.annotations])

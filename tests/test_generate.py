@@ -62,6 +62,19 @@ def test_python_api_arrays(spec_file):
     assert {"category", "bbox", "mask", "visibility", "truncation"} <= set(vars(a))
 
 
+def test_masks_are_the_annotations_masks_in_order_without_a_copy(spec_file):
+    s = next(s for s in map(Generator.from_yaml(spec_file).__getitem__, range(50)) if len(s.annotations) >= 3)
+    stacked = np.stack([a.mask for a in s.annotations])
+    assert s.masks is s.masks and np.shares_memory(s.masks, s.annotations[0].mask)  # no copy per call
+    np.testing.assert_array_equal(s.masks, stacked)
+    s.annotations.reverse()  # a user reorders (or filters) the labels: masks follow, as a copy
+    np.testing.assert_array_equal(s.masks, stacked[::-1])
+    del s.annotations[1]
+    order = list(range(len(stacked)))[::-1]
+    del order[1]
+    np.testing.assert_array_equal(s.masks, stacked[order])
+
+
 @pytest.mark.parametrize("per_class", [1, 7, 25])
 def test_per_class_gives_exactly_n_labelled_instances(spec_file, tmp_path, per_class):
     gen = Generator.from_yaml(spec_file)
