@@ -10,7 +10,9 @@ deleted only when every run is over: on ext4, files made soon after thousands we
 the kernel far more (its inode allocator skips recently deleted inodes one by one: 14-20% of a
 worker's time, measured with perf), which would fall on whichever run came next. The configurations take turns, round by round, so drift in the machine's
 speed falls on all alike; the median over rounds is reported. "End to end" counts start-up (spawning
-workers, starting Ray and its actors); "steady" is the rate after the first 10% of the images.
+workers, starting Ray and its actors) and closing (the whole-dataset files, stopping the workers,
+shutting down the Ray it started); "steady" is the rate from the first 10% of the images to the
+last; "close" is the seconds from the last image to the run's end.
 
 It also measures the driver's own work per image (journaling a finished task's part lines and
 journal line, counting it), the ceiling on images/s one driver can take from any number of
@@ -38,14 +40,16 @@ gen = Generator.from_yaml(sys.argv[5], overrides=["output.formats=[coco,yolo]"])
 gen.check()
 marks = {}
 def progress(images, instances):
+    now = time.perf_counter()
     if images >= n // 10 and "tenth" not in marks:
-        marks["tenth"] = (time.perf_counter(), images)
+        marks["tenth"] = (now, images)
+    marks["last"] = now
 t0 = time.perf_counter()
 if __name__ == "__main__":
     gen.generate(out, n=n, workers=workers, backend=backend, progress=progress)
     t1 = time.perf_counter()
     ta, ia = marks["tenth"]
-    print(json.dumps({"end_to_end": n / (t1 - t0), "steady": (n - ia) / (t1 - ta)}))
+    print(json.dumps({"end_to_end": n / (t1 - t0), "steady": (n - ia) / (marks["last"] - ta), "close_s": t1 - marks["last"]}))
 """
 
 CONFIGS = [("local, 1 worker", 1, "local"), ("local, 2 workers", 2, "local"), ("Ray, 2 actors", 2, "ray")]
@@ -103,15 +107,15 @@ def main() -> None:
             for name, workers, backend in CONFIGS:
                 got[name].append(run(a.n, workers, backend, Path(tmp)))
                 print(f"round {r + 1}: {name}: {got[name][-1]['end_to_end']:.1f} images/s end to end, "
-                      f"{got[name][-1]['steady']:.1f} steady", flush=True)
+                      f"{got[name][-1]['steady']:.1f} steady, closed in {got[name][-1]['close_s']:.2f} s", flush=True)
     print(f"driver: journals and counts {driver_capacity():.0f} images/s (the most one driver takes in)", flush=True)
-    med = {name: {k: statistics.median(x[k] for x in rs) for k in ("end_to_end", "steady")} for name, rs in got.items()}
+    med = {name: {k: statistics.median(x[k] for x in rs) for k in ("end_to_end", "steady", "close_s")} for name, rs in got.items()}
     one = med["local, 1 worker"]
     print(f"\n{a.n} images a run, median of {a.rounds} rounds")
-    print(f"{'':18s} {'end to end':>12s} {'x one':>7s} {'steady':>10s} {'x one':>7s}")
+    print(f"{'':18s} {'end to end':>12s} {'x one':>7s} {'steady':>10s} {'x one':>7s} {'close':>7s}")
     for name, m in med.items():
         print(f"{name:18s} {m['end_to_end']:10.1f}/s {m['end_to_end'] / one['end_to_end']:6.2f}x "
-              f"{m['steady']:8.1f}/s {m['steady'] / one['steady']:6.2f}x")
+              f"{m['steady']:8.1f}/s {m['steady'] / one['steady']:6.2f}x {m['close_s']:6.2f}s")
 
 
 if __name__ == "__main__":
