@@ -199,6 +199,50 @@ def test_workers_write_into_shared_memory_again_but_never_under_a_batch_still_he
     assert copy.deepcopy(loader.collate_fn)([want[0]]) == ([want[0][0]], [want[0][1]])  # a copy collates as collate does
 
 
+def test_segments_come_back_to_the_workers_after_an_epoch_that_held_every_batch(spec):
+    """``list(loader)`` holds more batches than the pool has segments: workers then send batches
+    in new segments. Once the list is gone, the next epoch's batches must be pooled again."""
+    from synthgen.torch import POOL_SLOTS
+
+    ds = SynthDataset(spec, length=80)
+    loader = DataLoader(ds, batch_size=2, num_workers=2, persistent_workers=True)
+    held = list(loader)
+    before = loader.collate_fn._releases.received
+    assert before <= 2 * POOL_SLOTS
+    del held
+    ds.set_epoch(1)
+    for _ in loader:
+        pass
+    assert loader.collate_fn._releases.received - before > 40 - 2 * POOL_SLOTS - 2
+
+
+class _Growing(torch.utils.data.Dataset):
+    """Items that grow (item i holds 2**i KiB filled with i), batched through ``fetch`` as
+    synthgen's datasets are: batches outgrow the segments their worker sized from earlier ones."""
+
+    def __len__(self):
+        return 12
+
+    def __getitem__(self, i):
+        return torch.full((i + 1, 8, 8), i, dtype=torch.uint8), {"big": torch.full((1 << i, 1024), i, dtype=torch.uint8), "id": i}
+
+    def __getitems__(self, indices):
+        from synthgen.torch.loader import fetch
+
+        return fetch(self.__getitem__, indices)
+
+
+def test_items_written_into_a_segment_one_by_one_survive_a_batch_that_outgrows_it():
+    loader = DataLoader(_Growing(), batch_size=3, num_workers=1, persistent_workers=True)
+    for epoch in range(3):
+        batches = list(loader) if epoch == 1 else [b for b in loader]
+        for b, (images, targets) in enumerate(batches):
+            for k, (image, target) in enumerate(zip(images, targets)):
+                i = 3 * b + k
+                assert target["id"] == i and image.shape == (i + 1, 8, 8) and bool((image == i).all())
+                assert target["big"].shape == (1 << i, 1024) and bool((target["big"] == i).all()), (epoch, i)
+
+
 def test_collate_of_an_empty_batch():
     assert collate([]) == ([], [])
 

@@ -15,6 +15,7 @@ from torch.utils.data import Dataset, IterableDataset, get_worker_info
 from ..errors import SynthgenError
 from ..generator import Generator
 from .items import _generator, _Targets, _tv
+from .loader import fetch
 
 ENDLESS_EPOCH = 1 << 40  # sample-index stride between epochs of an endless stream
 
@@ -84,6 +85,11 @@ class SynthDataset(_Synthetic, Dataset):
 
     def __getitem__(self, i: int) -> tuple[Any, dict[str, Any]]:
         return self._t.item(self.index_of(i))
+
+    def __getitems__(self, indices: list[int]) -> list[tuple[Any, dict[str, Any]]]:
+        """Items ``indices``, as torch's DataLoader asks for a batch; in a worker of synthgen's
+        DataLoader each goes into the batch's shared memory as soon as it is made."""
+        return fetch(self.__getitem__, indices)
 
 
 class SynthIterableDataset(_Synthetic, IterableDataset):
@@ -225,3 +231,7 @@ class MixedDataset(_SharedEpoch, Dataset):
         image, target = self.synthetic[(i - n_real) % len(self.synthetic)]
         target["real"] = False
         return image, target
+
+    def __getitems__(self, indices: list[int]) -> list[tuple[Any, dict[str, Any]]]:
+        """As ``SynthDataset.__getitems__``."""
+        return fetch(self.__getitem__, indices)

@@ -45,6 +45,28 @@ def _fresh_storage(nbytes: int) -> Any:
 _ALIGN = 64  # bytes: every tensor of a batch starts at a multiple of this in its storage
 
 
+def _source(t: Any) -> tuple[Any, bool]:
+    """What of tensor ``t`` is copied into a batch storage, and whether it is an HWC image viewed
+    as CHW (then copied in its own memory order, and viewed the same way again)."""
+    plain = t.as_subclass(torch.Tensor)
+    hwc = plain.dim() == 3 and not plain.is_contiguous() and plain.permute(1, 2, 0).is_contiguous()
+    return (plain.permute(1, 2, 0) if hwc else plain.contiguous()), hwc  # contiguous: its strides are the copy's
+
+
+def _nbytes(src: Any) -> int:
+    return -(-src.numel() * src.element_size() // _ALIGN) * _ALIGN
+
+
+def _copy_into(storage: Any, offset: int, t: Any, src: Any, hwc: bool) -> Any:
+    """``t`` (torchvision subclass and metadata kept) as a view of ``storage`` at ``offset``,
+    holding a copy of ``src``."""
+    dst = torch.empty(0, dtype=src.dtype).set_(storage, offset // src.element_size(), src.shape, src.stride())
+    dst.copy_(src)
+    v = dst.permute(2, 0, 1) if hwc else dst
+    tv = _tv()
+    return tv.wrap(v, like=t) if tv is not None and isinstance(t, tv.TVTensor) else v
+
+
 def _in_one_storage(images: list[Any], targets: list[dict[str, Any]], storage_for: Callable[[int], Any]
                     ) -> tuple[list[Any], list[dict[str, Any]]]:
     """The same batch (shapes, dtypes, torchvision subclasses and their metadata) with every
@@ -58,22 +80,14 @@ def _in_one_storage(images: list[Any], targets: list[dict[str, Any]], storage_fo
         return images, targets
     layout, total = [], 0
     for box, key in places:
-        t = box[key]
-        plain = t.as_subclass(torch.Tensor)
-        # an HWC image viewed as CHW is copied in its own memory order, and viewed the same way again
-        hwc = plain.dim() == 3 and not plain.is_contiguous() and plain.permute(1, 2, 0).is_contiguous()
-        src = plain.permute(1, 2, 0) if hwc else plain.contiguous()  # contiguous: its strides are the copy's
-        layout.append((box, key, t, src, hwc, total))
-        total += -(-src.numel() * src.element_size() // _ALIGN) * _ALIGN
+        src, hwc = _source(box[key])
+        layout.append((box, key, src, hwc, total))
+        total += _nbytes(src)
     storage = storage_for(total)
     if storage is None:
         return images, targets
-    tv = _tv()
-    for box, key, t, src, hwc, offset in layout:
-        dst = torch.empty(0, dtype=src.dtype).set_(storage, offset // src.element_size(), src.shape, src.stride())
-        dst.copy_(src)
-        v = dst.permute(2, 0, 1) if hwc else dst
-        box[key] = tv.wrap(v, like=t) if tv is not None and isinstance(t, tv.TVTensor) else v
+    for box, key, src, hwc, offset in layout:
+        box[key] = _copy_into(storage, offset, box[key], src, hwc)
     return images, targets
 
 
@@ -101,6 +115,7 @@ class _SegmentPool:
         self.held: Any = None
         self._segments: dict[int, Any] = {}
         self._pid = 0
+        self.expect = 0  # worker side: bytes of the largest batch so far
 
     def renew(self, workers: int) -> None:
         """In the main process, before a set of workers starts."""
@@ -123,20 +138,61 @@ class _SegmentPool:
 
     def __call__(self, batch: Sequence[tuple[Any, dict[str, Any]]]) -> Any:
         images, targets = _split(batch)
+        if isinstance(batch, _Written) and batch.token == self.token and self.token:  # in a segment already
+            return _PooledBatch(images, targets, self.token, batch.slot)
         info = get_worker_info()
         if info is None or self.held is None:
             return images, targets
         taken: list[int] = []
 
         def storage_for(nbytes: int) -> Any:
+            self.expect = max(self.expect, nbytes)
             storage, slot = self._take(info.id, nbytes)
             taken.append(slot)
             return storage
 
         images, targets = _in_one_storage(images, targets, storage_for)
-        if taken and taken[0] >= 0:
-            return _PooledBatch(images, targets, self.token, taken[0])
-        return images, targets
+        # sent as a pooled batch even outside the pool (slot -1): receiving any batch is when the
+        # main process lets go of the segments it no longer holds
+        return _PooledBatch(images, targets, self.token, taken[0] if taken else -1)
+
+    def fetch(self, get: Callable[[int], Any], indices: Sequence[int]) -> list[Any]:
+        """Worker side, a dataset's ``__getitems__``: the batch's items, each copied into one of
+        this worker's segments as soon as it is made (while it is still in the CPU's caches, and
+        before the next item is made in the memory it leaves) instead of all together afterwards.
+        The segment is sized by the batches before; a batch that outgrows it, and the first one,
+        are left to ``__call__``."""
+        info = get_worker_info()
+        if info is None or self.held is None or not self.expect:
+            items = [get(i) for i in indices]
+            if info is not None and self.held is not None:  # the size to expect from now on
+                self.expect = sum(_nbytes(_source(t)[0]) for image, target in items
+                                  for t in (image, *target.values()) if isinstance(t, torch.Tensor))
+            return items
+        storage, slot = self._take(info.id, self.expect)
+        if storage is None:
+            return [get(i) for i in indices]
+        room, offset, items = storage.nbytes(), 0, []
+        for n, i in enumerate(indices):
+            image, target = get(i)
+            tensors = [(k, t, *_source(t)) for k, t in (("", image), *target.items()) if isinstance(t, torch.Tensor)]
+            need = sum(_nbytes(src) for _, _, src, _ in tensors)
+            if offset + need > room:  # outgrown: the segment goes, and __call__ copies the batch
+                self._segments.pop(slot, None)
+                if slot >= 0:
+                    self.held[slot] = 0
+                self.expect = max(self.expect, offset + need)
+                return [*items, (image, target), *(get(j) for j in indices[n + 1:])]
+            target = dict(target)
+            for k, t, src, hwc in tensors:
+                v = _copy_into(storage, offset, t, src, hwc)
+                offset += _nbytes(src)
+                if k == "":
+                    image = v
+                else:
+                    target[k] = v
+            items.append((image, target))
+        return _Written(items, self.token, slot)
 
     def _take(self, worker: int, nbytes: int) -> tuple[Any, int]:
         """A segment of at least ``nbytes`` that the main process holds nothing of, and its slot
@@ -157,6 +213,25 @@ class _SegmentPool:
         return _fresh_storage(nbytes), -1
 
 
+class _Written(list):
+    """A batch's items, every tensor already in one segment (slot -1: one outside the pool)."""
+
+    def __init__(self, items: list[Any], token: str, slot: int):
+        super().__init__(items)
+        self.token, self.slot = token, slot
+
+
+_WORKER_POOL: _SegmentPool | None = None  # in a worker of synthgen's DataLoader: its collate's pool
+
+
+def fetch(get: Callable[[int], Any], indices: Sequence[int]) -> list[Any]:
+    """A dataset's ``__getitems__``: ``[get(i) for i in indices]``, written into shared memory item
+    by item in a worker of synthgen's DataLoader (see ``_SegmentPool.fetch``)."""
+    if _WORKER_POOL is not None:
+        return _WORKER_POOL.fetch(get, indices)
+    return [get(i) for i in indices]
+
+
 class _Releases:
     """Main process: the pooled segments it holds batches in, released when no tensor is left on them."""
 
@@ -166,6 +241,8 @@ class _Releases:
         self.received = 0  # batches received in pooled segments
 
     def hold(self, storage: Any, slot: int) -> None:
+        """A batch came in ``storage`` (pooled segment ``slot``, or -1: none): first, every
+        segment no tensor is left on goes back to its worker."""
         from torch.multiprocessing.reductions import StorageWeakRef
 
         still = []
@@ -174,8 +251,10 @@ class _Releases:
                 self.held[s] = 0
             else:
                 still.append((ref, s))
-        self.holding = [*still, (StorageWeakRef(storage), slot)]
-        self.received += 1
+        self.holding = still
+        if slot >= 0 and storage is not None:
+            self.holding.append((StorageWeakRef(storage), slot))
+            self.received += 1
 
 
 _RECEIVED: Any = __import__("weakref").WeakValueDictionary()  # token -> _Releases, in the main process
@@ -199,27 +278,31 @@ class _PooledBatch(tuple):
 def _received(images: list[Any], targets: list[dict[str, Any]], token: str, slot: int) -> tuple[list[Any], list[dict[str, Any]]]:
     """Unpickling a pooled batch in the main process: note which segment it lives in."""
     releases = _RECEIVED.get(token)
-    first = next((x for x in chain(images, *(t.values() for t in targets)) if isinstance(x, torch.Tensor)), None)
-    if releases is not None and first is not None:
-        releases.hold(first.untyped_storage(), slot)
+    if releases is not None:
+        first = next((x for x in chain(images, *(t.values() for t in targets)) if isinstance(x, torch.Tensor)), None)
+        releases.hold(first.untyped_storage() if first is not None else None, slot)
     return images, targets
 
 
-class _ShareCores:
-    """``worker_init_fn`` of synthgen's DataLoader for workers it does not fork: library threads
-    (OpenCV's pool, Mesa's rasteriser) for this worker's share of the cores, as torch does with
-    its own (one thread per worker); with a pool on every core in every worker, workers only
-    fight over the cores. Then the user's own ``worker_init_fn``. Not in forked workers: OpenCV
-    hangs when its thread count is changed in a child forked after the parent used its pool."""
+class _WorkerStart:
+    """``worker_init_fn`` of synthgen's DataLoader: notes the worker's segment pool (for datasets'
+    ``__getitems__``); in workers it does not fork, sets library threads (OpenCV's pool, Mesa's
+    rasteriser) to this worker's share of the cores, as torch does with its own (one thread per
+    worker): with a pool on every core in every worker, workers only fight over the cores. Then
+    the user's own ``worker_init_fn``. Threads are left alone in forked workers: OpenCV hangs
+    when its thread count is changed in a child forked after the parent used its pool."""
 
-    def __init__(self, then: Callable[[int], Any] | None):
-        self.then = then
+    def __init__(self, pool: _SegmentPool | None, share_cores: bool, then: Callable[[int], Any] | None):
+        self.pool, self.share_cores, self.then = pool, share_cores, then
 
     def __call__(self, worker_id: int) -> None:
+        global _WORKER_POOL
         from ..runs.pool import limit_threads
 
         info = get_worker_info()
-        limit_threads(max(1, (os.cpu_count() or 1) // (info.num_workers if info is not None else 1)))
+        if self.share_cores:
+            limit_threads(max(1, (os.cpu_count() or 1) // (info.num_workers if info is not None else 1)))
+        _WORKER_POOL = self.pool
         if self.then is not None:
             self.then(worker_id)
 
@@ -246,8 +329,10 @@ class DataLoader(torch.utils.data.DataLoader):
             kwargs["collate_fn"] = _SegmentPool() if kwargs.get("num_workers", 0) > 0 else collate
         if kwargs.get("num_workers", 0) > 0 and _uses_gl(dataset) and kwargs.get("multiprocessing_context") is None:
             kwargs["multiprocessing_context"] = "spawn"
-        if kwargs.get("num_workers", 0) > 0 and _start_method(kwargs.get("multiprocessing_context")) != "fork":
-            kwargs["worker_init_fn"] = _ShareCores(kwargs.get("worker_init_fn"))
+        if kwargs.get("num_workers", 0) > 0:
+            pool = kwargs["collate_fn"] if isinstance(kwargs["collate_fn"], _SegmentPool) else None
+            share_cores = _start_method(kwargs.get("multiprocessing_context")) != "fork"
+            kwargs["worker_init_fn"] = _WorkerStart(pool, share_cores, kwargs.get("worker_init_fn"))
         super().__init__(dataset, *args, **kwargs)
 
     def _get_iterator(self) -> Any:
