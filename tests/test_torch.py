@@ -243,6 +243,48 @@ def test_items_written_into_a_segment_one_by_one_survive_a_batch_that_outgrows_i
                 assert target["big"].shape == (1 << i, 1024) and bool((target["big"] == i).all()), (epoch, i)
 
 
+class _Failing(_Growing):
+    """Item 4 fails while its batch is being written into a segment (while ``fail`` is set)."""
+
+    fail = True
+
+    def __getitem__(self, i):
+        if i == 4 and self.fail:
+            raise ValueError("item 4 is broken")
+        return super().__getitem__(min(i, 3))
+
+
+def test_an_item_that_fails_in_a_worker_reaches_the_loop_and_the_loader_goes_on():
+    ds = _Failing()
+    loader = DataLoader(ds, batch_size=3, num_workers=1, persistent_workers=True)
+    for _ in range(3):
+        with pytest.raises(ValueError, match="item 4 is broken"):
+            for _ in loader:
+                pass
+    assert [t["id"] for t in next(iter(loader))[1]] == [0, 1, 2]
+
+
+def test_a_segment_an_item_failed_in_goes_back_to_the_pool(monkeypatch):
+    """The pool's bookkeeping in a worker (torch's worker info stood in for): a batch whose item
+    fails while it is written into a segment sends nothing, so the segment must be free again."""
+    from types import SimpleNamespace
+
+    from synthgen.torch import POOL_SLOTS
+    from synthgen.torch import loader as L
+
+    monkeypatch.setattr(L, "get_worker_info", lambda: SimpleNamespace(id=0, num_workers=1))
+    pool = L._SegmentPool()
+    pool.renew(1)
+    ds = _Failing()
+    assert not isinstance(pool.fetch(ds.__getitem__, [0, 1, 2]), L._Written)  # the first batch sizes the segments
+    for _ in range(POOL_SLOTS + 1):
+        with pytest.raises(ValueError, match="item 4 is broken"):
+            pool.fetch(ds.__getitem__, [3, 4, 5])
+        assert list(pool.held) == [0] * POOL_SLOTS
+    written = pool.fetch(ds.__getitem__, [0, 1, 2])
+    assert isinstance(written, L._Written) and written.slot >= 0 and list(pool.held).count(1) == 1
+
+
 def test_collate_of_an_empty_batch():
     assert collate([]) == ([], [])
 

@@ -172,6 +172,14 @@ class _SegmentPool:
         storage, slot = self._take(info.id, self.expect)
         if storage is None:
             return [get(i) for i in indices]
+        try:
+            return self._write(get, indices, storage, slot)
+        except BaseException:
+            if slot >= 0:  # nothing was sent from it
+                self.held[slot] = 0
+            raise
+
+    def _write(self, get: Callable[[int], Any], indices: Sequence[int], storage: Any, slot: int) -> list[Any]:
         room, offset, items = storage.nbytes(), 0, []
         for n, i in enumerate(indices):
             image, target = get(i)
