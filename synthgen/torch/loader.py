@@ -54,6 +54,7 @@ def _source(t: Any) -> tuple[Any, bool]:
 
 
 def _nbytes(src: Any) -> int:
+    """Bytes ``src`` takes in a batch storage."""
     return -(-src.numel() * src.element_size() // _ALIGN) * _ALIGN
 
 
@@ -115,7 +116,7 @@ class _SegmentPool:
         self.held: Any = None
         self._segments: dict[int, Any] = {}
         self._pid = 0
-        self.expect = 0  # worker side: bytes of the largest batch so far
+        self.expect = 0  # worker side, for ``fetch``: bytes of the largest batch so far
 
     def renew(self, workers: int) -> None:
         """In the main process, before a set of workers starts."""
@@ -146,7 +147,6 @@ class _SegmentPool:
         taken: list[int] = []
 
         def storage_for(nbytes: int) -> Any:
-            self.expect = max(self.expect, nbytes)
             storage, slot = self._take(info.id, nbytes)
             taken.append(slot)
             return storage
@@ -166,7 +166,7 @@ class _SegmentPool:
         if info is None or self.held is None or not self.expect:
             items = [get(i) for i in indices]
             if info is not None and self.held is not None:  # the size to expect from now on
-                self.expect = sum(_nbytes(_source(t)[0]) for image, target in items
+                self.expect = sum(_nbytes(t) for image, target in items
                                   for t in (image, *target.values()) if isinstance(t, torch.Tensor))
             return items
         storage, slot = self._take(info.id, self.expect)
