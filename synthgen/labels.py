@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import arena
 from .backend import Render
 from .sample import Annotation
 from .spec import Spec
@@ -43,7 +44,7 @@ def annotate(spec: Spec, scene, render: Render) -> list[Annotation]:
         windows.append((window, x0, y0, x1, y1))
         out.append(Annotation(obj.category, names.index(obj.category), bbox, None, area, visibility, truncation, k))  # type: ignore[arg-type]
     # every mask a view of one (N, H, W) array, so that Sample.masks is that array, not a copy
-    stack = np.zeros((len(out), H, W), bool)
+    stack = arena.zeros((len(out), H, W), bool)
     for a, m, (window, x0, y0, x1, y1) in zip(out, stack, windows):
         m[y0:y1, x0:x1] = window
         a.mask = m

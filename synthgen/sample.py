@@ -86,9 +86,11 @@ class Sample:
         h, w = self.image.shape[:2]
         if not self.annotations:
             return np.zeros((0, h, w), bool)
-        stack = self.annotations[0].mask.base
-        if (isinstance(stack, np.ndarray) and stack.shape == (len(self.annotations), h, w) and stack.dtype == bool
-                and stack.flags.c_contiguous and all(a.mask.base is stack and a.mask.ctypes.data == stack[j].ctypes.data
-                                                     for j, a in enumerate(self.annotations))):
-            return stack  # the annotations' masks are its rows, in order (labels.annotate makes them so)
+        first, n = self.annotations[0].mask, len(self.annotations)
+        owner = first.base  # what the masks are views of (an array of them, or memory it is part of)
+        if (isinstance(owner, np.ndarray) and owner.flags.c_contiguous
+                and all(a.mask.base is owner and a.mask.dtype == bool and a.mask.shape == (h, w) and a.mask.flags.c_contiguous
+                        and a.mask.ctypes.data == first.ctypes.data + j * h * w for j, a in enumerate(self.annotations))):
+            # the annotations' masks are consecutive (H, W) rows, in order (labels.annotate makes them so)
+            return np.ndarray((n, h, w), bool, buffer=owner, offset=first.ctypes.data - owner.ctypes.data)
         return np.stack([a.mask for a in self.annotations])

@@ -65,7 +65,10 @@ def test_python_api_arrays(spec_file):
 def test_masks_are_the_annotations_masks_in_order_without_a_copy(spec_file):
     s = next(s for s in map(Generator.from_yaml(spec_file).__getitem__, range(50)) if len(s.annotations) >= 3)
     stacked = np.stack([a.mask for a in s.annotations])
-    assert s.masks is s.masks and np.shares_memory(s.masks, s.annotations[0].mask)  # no copy per call
+    assert not s.masks.flags.owndata and np.shares_memory(s.masks, s.annotations[0].mask)  # no copy per call
+    s.masks[0, 0, 0] = not s.masks[0, 0, 0]  # the annotations' masks themselves
+    assert s.annotations[0].mask[0, 0] == s.masks[0, 0, 0] != stacked[0, 0, 0]
+    s.masks[0, 0, 0] = stacked[0, 0, 0]
     np.testing.assert_array_equal(s.masks, stacked)
     s.annotations.reverse()  # a user reorders (or filters) the labels: masks follow, as a copy
     np.testing.assert_array_equal(s.masks, stacked[::-1])

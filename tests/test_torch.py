@@ -387,3 +387,40 @@ def test_albumentations_moves_renderer_keypoints_with_the_image(shared):
         # pixel centres at whole numbers (OpenCV's K, as synthgen's): a point at x lands on 159 - x
         assert torch.allclose(b["keypoints"][..., 0], 159 - a["keypoints"][..., 0], atol=1e-4)
         assert torch.equal(b["keypoints"][..., 1:], a["keypoints"][..., 1:])
+
+
+@pytest.mark.parametrize("float_images", [False, True])
+def test_a_worker_draws_items_in_the_batch_segment_and_copies_only_the_rest(spec, monkeypatch, float_images):
+    """In a worker (torch's worker info stood in for), synthetic items are made in the segment
+    their batch travels in (``synthgen.arena``): image and masks are not copied there. What a
+    dataset makes anew after generating (float images) is copied; values are ds[i]'s either way."""
+    from types import SimpleNamespace
+
+    from synthgen.torch import loader as L
+
+    monkeypatch.setattr(L, "get_worker_info", lambda: SimpleNamespace(id=0, num_workers=1))
+    copied = []
+    real_copy = L._copy_into
+    monkeypatch.setattr(L, "_copy_into", lambda storage, offset, t, src, hwc: copied.append(t.numel()) or real_copy(storage, offset, t, src, hwc))
+    ds = SynthDataset(spec, length=24, float_images=float_images)
+    pool = L._SegmentPool()
+    pool.renew(1)
+    assert not isinstance(pool.fetch(ds.__getitem__, range(8)), L._Written)  # the first batch sizes the segments
+    for batch in (range(8, 16), range(16, 24)):
+        copied.clear()
+        items = pool.fetch(ds.__getitem__, list(batch))
+        assert isinstance(items, L._Written)
+        lo = items.storage.data_ptr()
+        hi = lo + items.storage.nbytes()
+        for i, (image, target) in zip(batch, items):
+            want_image, want = ds[i]
+            assert torch.equal(image, want_image) and image.dtype == want_image.dtype
+            for k in ("boxes", "labels", "masks", "area", "iscrowd"):
+                assert torch.equal(target[k], want[k]), (i, k)
+            for t in (image, *(v for v in target.values() if isinstance(v, torch.Tensor))):
+                assert t.untyped_storage().data_ptr() == lo  # a view of the segment
+                assert t.numel() == 0 or lo <= t.data_ptr() < hi
+        H, W = ds[0][0].shape[-2:]
+        big = [n for n in copied if n >= H * W]  # images and masks (boxes, labels, areas are smaller)
+        assert big == ([3 * H * W] * 8 if float_images else []), big
+        pool.held[items.slot] = 0  # as the main process does once it holds nothing of the batch

@@ -14,6 +14,7 @@ import math
 import cv2
 import numpy as np
 
+from .. import arena
 from ..augment import Augmenter
 from ..backend import Render
 from .assets import ALPHA_ON, AssetLibrary, Cutout, crop_fitted
@@ -117,7 +118,10 @@ class CompositorBackend:
 
     def background(self, scene: Scene) -> np.ndarray:
         bg = self.lib.background(scene.background.asset, scene.background.fit, scene.size)
-        return crop_fitted(bg, scene.background.crop, scene.size).copy()
+        crop = crop_fitted(bg, scene.background.crop, scene.size)
+        image = arena.empty(crop.shape, crop.dtype)  # the canvas every object is pasted on
+        np.copyto(image, crop)
+        return image
 
     def render(self, scene: Scene, blend: str | None = None) -> Render:
         """Draw ``scene``; ``blend`` forces one blend mode for every object (blend variants)."""

@@ -6,12 +6,13 @@ from __future__ import annotations
 import multiprocessing
 import multiprocessing.context
 import os
-from itertools import chain
 from typing import Any, Callable, Sequence
 
+import numpy as np
 import torch
 from torch.utils.data import get_worker_info
 
+from .. import arena
 from .items import _tv
 
 
@@ -26,7 +27,14 @@ def collate(batch: Sequence[tuple[Any, dict[str, Any]]]) -> tuple[list[Any], lis
     images, targets = _split(batch)
     if get_worker_info() is None:
         return images, targets
-    return _in_one_storage(images, targets, _fresh_storage)
+    made: list[Any] = []
+
+    def storage_for(nbytes: int) -> Any:
+        made.append(_fresh_storage(nbytes))
+        return made[0]
+
+    images, targets = _in_one_storage(images, targets, storage_for)
+    return _OneSegment(images, targets, made[0]) if made and made[0] is not None else (images, targets)
 
 
 def _split(batch: Sequence[tuple[Any, dict[str, Any]]]) -> tuple[list[Any], list[dict[str, Any]]]:
@@ -66,6 +74,38 @@ def _copy_into(storage: Any, offset: int, t: Any, src: Any, hwc: bool) -> Any:
     v = dst.permute(2, 0, 1) if hwc else dst
     tv = _tv()
     return tv.wrap(v, like=t) if tv is not None and isinstance(t, tv.TVTensor) else v
+
+
+def _view_at(storage: Any, offset: int, t: Any) -> Any:
+    """``t`` as a view of ``storage`` at byte ``offset``, where its memory already is."""
+    v = torch.empty(0, dtype=t.dtype).set_(storage, offset // t.element_size(), t.shape, t.stride())
+    tv = _tv()
+    return tv.wrap(v, like=t) if tv is not None and isinstance(t, tv.TVTensor) else v
+
+
+class _Drawn:
+    """The arena of one item (``synthgen.arena``): hands out the segment's bytes from ``start``
+    on, and says which of the item's tensors lie in what it handed out."""
+
+    def __init__(self, whole: Any, start: int):
+        self.whole, self.start, self.end = whole, start, start
+        self.base = whole.ctypes.data
+
+    def __call__(self, shape: tuple[int, ...], dtype: Any) -> Any:
+        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        if self.end + nbytes > len(self.whole):
+            return None  # made as usual, and copied
+        a = self.whole[self.end : self.end + nbytes].view(dtype).reshape(shape)
+        self.end += -(-nbytes // _ALIGN) * _ALIGN
+        return a
+
+    def place(self, t: Any) -> int | None:
+        """The byte offset of tensor ``t`` in the segment if all of it lies in what was handed out."""
+        if t.device.type != "cpu" or t.numel() == 0 or min(t.stride(), default=0) < 0:
+            return None
+        lo = t.data_ptr() - self.base
+        span = (sum((n - 1) * s for n, s in zip(t.shape, t.stride())) + 1) * t.element_size()
+        return lo if self.start <= lo and lo + span <= self.end else None
 
 
 def _in_one_storage(images: list[Any], targets: list[dict[str, Any]], storage_for: Callable[[int], Any]
@@ -140,21 +180,21 @@ class _SegmentPool:
     def __call__(self, batch: Sequence[tuple[Any, dict[str, Any]]]) -> Any:
         images, targets = _split(batch)
         if isinstance(batch, _Written) and batch.token == self.token and self.token:  # in a segment already
-            return _PooledBatch(images, targets, self.token, batch.slot)
+            return _PooledBatch(images, targets, batch.storage, self.token, batch.slot)
         info = get_worker_info()
         if info is None or self.held is None:
             return images, targets
-        taken: list[int] = []
+        taken: list[tuple[Any, int]] = []
 
         def storage_for(nbytes: int) -> Any:
-            storage, slot = self._take(info.id, nbytes)
-            taken.append(slot)
-            return storage
+            taken.append(self._take(info.id, nbytes))
+            return taken[0][0]
 
         images, targets = _in_one_storage(images, targets, storage_for)
+        storage, slot = taken[0] if taken else (None, -1)
         # sent as a pooled batch even outside the pool (slot -1): receiving any batch is when the
         # main process lets go of the segments it no longer holds
-        return _PooledBatch(images, targets, self.token, taken[0] if taken else -1)
+        return _PooledBatch(images, targets, storage, self.token, slot)
 
     def fetch(self, get: Callable[[int], Any], indices: Sequence[int]) -> list[Any]:
         """Worker side, a dataset's ``__getitems__``: the batch's items, each copied into one of
@@ -181,26 +221,32 @@ class _SegmentPool:
 
     def _write(self, get: Callable[[int], Any], indices: Sequence[int], storage: Any, slot: int) -> list[Any]:
         room, offset, items = storage.nbytes(), 0, []
+        whole = torch.empty(0, dtype=torch.uint8).set_(storage).numpy()  # the segment's bytes
         for n, i in enumerate(indices):
-            image, target = get(i)
-            tensors = [(k, t, *_source(t)) for k, t in (("", image), *target.items()) if isinstance(t, torch.Tensor)]
-            need = sum(_nbytes(src) for _, _, src, _ in tensors)
-            if offset + need > room:  # outgrown: the segment goes, and __call__ copies the batch
+            drawn = _Drawn(whole, offset)
+            with arena.using(drawn):  # the item's image and masks are made in the segment itself
+                image, target = get(i)
+            tensors = [(k, t, drawn.place(t)) for k, t in (("", image), *target.items()) if isinstance(t, torch.Tensor)]
+            copies = [(k, t, *_source(t)) for k, t, at in tensors if at is None]
+            need = sum(_nbytes(src) for _, _, src, _ in copies)
+            if drawn.end + need > room:  # outgrown: the segment goes, and __call__ copies the batch
                 self._segments.pop(slot, None)
                 if slot >= 0:
                     self.held[slot] = 0
-                self.expect = max(self.expect, offset + need)
+                self.expect = max(self.expect, drawn.end + need)
                 return [*items, (image, target), *(get(j) for j in indices[n + 1:])]
-            target = dict(target)
-            for k, t, src, hwc in tensors:
-                v = _copy_into(storage, offset, t, src, hwc)
+            target, offset = dict(target), drawn.end
+            views = [(k, _view_at(storage, at, t)) for k, t, at in tensors if at is not None]
+            for k, t, src, hwc in copies:
+                views.append((k, _copy_into(storage, offset, t, src, hwc)))
                 offset += _nbytes(src)
+            for k, v in views:
                 if k == "":
                     image = v
                 else:
                     target[k] = v
             items.append((image, target))
-        return _Written(items, self.token, slot)
+        return _Written(items, storage, self.token, slot)
 
     def _take(self, worker: int, nbytes: int) -> tuple[Any, int]:
         """A segment of at least ``nbytes`` that the main process holds nothing of, and its slot
@@ -224,9 +270,9 @@ class _SegmentPool:
 class _Written(list):
     """A batch's items, every tensor already in one segment (slot -1: one outside the pool)."""
 
-    def __init__(self, items: list[Any], token: str, slot: int):
+    def __init__(self, items: list[Any], storage: Any, token: str, slot: int):
         super().__init__(items)
-        self.token, self.slot = token, slot
+        self.storage, self.token, self.slot = storage, token, slot
 
 
 _WORKER_POOL: _SegmentPool | None = None  # in a worker of synthgen's DataLoader: its collate's pool
@@ -268,28 +314,81 @@ class _Releases:
 _RECEIVED: Any = __import__("weakref").WeakValueDictionary()  # token -> _Releases, in the main process
 
 
-class _PooledBatch(tuple):
-    """(images, targets) in a pooled segment; received by the main process as a plain tuple."""
+class _OneSegment(tuple):
+    """(images, targets) with every tensor a view of ``storage``: pickled as that one storage and
+    where each tensor lies in it, not tensor by tensor (torch pickles and rebuilds each tensor on
+    its own, a few tens of microseconds each in the worker and again in the main process, 48 for
+    a batch of 8 detection targets). Received by the main process as a plain tuple."""
+
+    storage: Any
+
+    def __new__(cls, images: list[Any], targets: list[dict[str, Any]], storage: Any) -> Any:
+        obj = super().__new__(cls, (images, targets))
+        obj.storage = storage
+        return obj
+
+    def _packed(self) -> tuple[Any, list[Any], list[dict[str, Any]]]:
+        if self.storage is None:
+            return None, self[0], self[1]
+        ptr = self.storage.data_ptr()
+        whole = torch.empty(0, dtype=torch.uint8).set_(self.storage)
+
+        def at(x: Any) -> Any:  # where tensor x lies in the segment, or x itself
+            if isinstance(x, torch.Tensor) and x.untyped_storage().data_ptr() == ptr and x.device.type == "cpu":
+                return _At((x.storage_offset(), x.dtype, tuple(x.shape), x.stride(), type(x), x.__dict__ or None))
+            return x
+
+        return whole, [at(im) for im in self[0]], [{k: at(v) for k, v in t.items()} for t in self[1]]
+
+    def __reduce__(self) -> Any:
+        return _unpacked, self._packed()
+
+
+class _At(tuple):
+    """Where a tensor lies in a batch's segment: (offset in elements, dtype, shape, stride,
+    class, the instance's own attributes (a torchvision tensor's format, canvas size))."""
+
+
+def _unpacked(whole: Any, images: list[Any], targets: list[dict[str, Any]]) -> tuple[list[Any], list[dict[str, Any]]]:
+    """The batch again, in the receiving process, every tensor a view of the one segment."""
+    storage = whole.untyped_storage() if whole is not None else None
+
+    def view(x: Any) -> Any:
+        if type(x) is not _At:
+            return x
+        offset, dtype, shape, stride, cls, attrs = x
+        v = torch.empty(0, dtype=dtype).set_(storage, offset, shape, stride)
+        if cls is not torch.Tensor:
+            v = v.as_subclass(cls)
+            if attrs:
+                v.__dict__.update(attrs)  # as torch restores a pickled subclass's attributes
+        return v
+
+    return [view(im) for im in images], [{k: view(v) for k, v in t.items()} for t in targets]
+
+
+class _PooledBatch(_OneSegment):
+    """A batch in one of a worker's pooled segments (``slot``; -1: a new one outside the pool)."""
 
     token: str
     slot: int
 
-    def __new__(cls, images: list[Any], targets: list[dict[str, Any]], token: str, slot: int) -> "_PooledBatch":
-        obj = super().__new__(cls, (images, targets))
+    def __new__(cls, images: list[Any], targets: list[dict[str, Any]], storage: Any, token: str, slot: int) -> "_PooledBatch":
+        obj = super().__new__(cls, images, targets, storage)
         obj.token, obj.slot = token, slot
         return obj
 
     def __reduce__(self) -> Any:
-        return _received, (self[0], self[1], self.token, self.slot)
+        return _received, (*self._packed(), self.token, self.slot)
 
 
-def _received(images: list[Any], targets: list[dict[str, Any]], token: str, slot: int) -> tuple[list[Any], list[dict[str, Any]]]:
+def _received(whole: Any, images: list[Any], targets: list[dict[str, Any]], token: str, slot: int
+              ) -> tuple[list[Any], list[dict[str, Any]]]:
     """Unpickling a pooled batch in the main process: note which segment it lives in."""
     releases = _RECEIVED.get(token)
     if releases is not None:
-        first = next((x for x in chain(images, *(t.values() for t in targets)) if isinstance(x, torch.Tensor)), None)
-        releases.hold(first.untyped_storage() if first is not None else None, slot)
-    return images, targets
+        releases.hold(whole.untyped_storage() if whole is not None else None, slot)
+    return _unpacked(whole, images, targets)
 
 
 class _WorkerStart:
