@@ -9,6 +9,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from .. import arena
 from ..errors import SynthgenError
 from ..generator import Generator
 from ..sample import Sample
@@ -76,14 +77,17 @@ def to_torch(sample: Sample, masks: bool = True, keypoints: bool = False, depth:
     # CHW as a view of the HWC pixels (channels-last memory): the same values without a
     # transposing copy; torch and torchvision take strided tensors as they come
     image = torch.from_numpy(np.ascontiguousarray(sample.image)).permute(2, 0, 1)
-    boxes = torch.from_numpy(sample.boxes.reshape(-1, 4))
     anns = sample.annotations
+    # made where the arena in use says (a DataLoader worker's batch segment), as image and masks are
+    boxes, labels, area = arena.empty((len(anns), 4), np.float32), arena.empty((len(anns),), np.int64), arena.empty((len(anns),), np.float32)
+    boxes[:], labels[:], area[:] = sample.boxes, sample.labels + 1, [a.area for a in anns]
+    boxes_t = torch.from_numpy(boxes)
     target: dict[str, Any] = {
-        "boxes": tv.BoundingBoxes(boxes, format="XYXY", canvas_size=(H, W)) if tv is not None else boxes,
-        "labels": torch.from_numpy(sample.labels + 1),
+        "boxes": tv.BoundingBoxes(boxes_t, format="XYXY", canvas_size=(H, W)) if tv is not None else boxes_t,
+        "labels": torch.from_numpy(labels),
         "image_id": sample.index,
-        "area": torch.tensor([float(a.area) for a in anns], dtype=torch.float32),
-        "iscrowd": torch.zeros(len(anns), dtype=torch.int64),
+        "area": torch.from_numpy(area),
+        "iscrowd": torch.from_numpy(arena.zeros((len(anns),), np.int64)),
     }
     if masks:
         m = torch.from_numpy(sample.masks.view(np.uint8))

@@ -101,11 +101,11 @@ class _Drawn:
 
     def place(self, t: Any) -> int | None:
         """The byte offset of tensor ``t`` in the segment if all of it lies in what was handed out."""
-        if t.device.type != "cpu" or t.numel() == 0 or min(t.stride(), default=0) < 0:
-            return None
         lo = t.data_ptr() - self.base
+        if not self.start <= lo < self.end or t.device.type != "cpu" or min(t.stride(), default=0) < 0:
+            return None  # elsewhere (an empty tensor's data_ptr is 0)
         span = (sum((n - 1) * s for n, s in zip(t.shape, t.stride())) + 1) * t.element_size()
-        return lo if self.start <= lo and lo + span <= self.end else None
+        return lo if lo + span <= self.end else None
 
 
 def _in_one_storage(images: list[Any], targets: list[dict[str, Any]], storage_for: Callable[[int], Any]
