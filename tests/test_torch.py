@@ -424,3 +424,36 @@ def test_a_worker_draws_items_in_the_batch_segment_and_copies_only_the_rest(spec
         H, W = ds[0][0].shape[-2:]
         assert [n for n in copied if n] == ([3 * H * W] * 8 if float_images else []), copied  # the float images
         pool.held[items.slot] = 0  # as the main process does once it holds nothing of the batch
+
+
+def test_a_batch_in_one_segment_pickles_as_one_tensor(spec, monkeypatch):
+    """Pickled for the trip to the training process, a collated batch is its one segment (as one
+    tensor) and where each tensor lies in it: torch alone pickles, and the receiver rebuilds,
+    every tensor on its own (48 for 8 detection targets). Unpickled, it is the same batch."""
+    import pickle
+    from multiprocessing.reduction import ForkingPickler
+    from types import SimpleNamespace
+
+    import torch.multiprocessing.reductions as R
+
+    from synthgen.torch import loader as L
+
+    monkeypatch.setattr(L, "get_worker_info", lambda: SimpleNamespace(id=0, num_workers=1))
+    ds = SynthDataset(spec, length=6)
+    items = [ds[i] for i in range(6)]
+    batch = collate(items)
+    assert isinstance(batch, L._OneSegment)
+    tensors = []
+    ForkingPickler.register(torch.Tensor, lambda t: tensors.append(t) or R.reduce_tensor(t))
+    try:
+        data = bytes(ForkingPickler.dumps(batch))
+    finally:
+        ForkingPickler.register(torch.Tensor, R.reduce_tensor)
+    assert len(tensors) == 1 and tensors[0].untyped_storage().data_ptr() == batch.storage.data_ptr()
+    images, targets = pickle.loads(data)
+    assert type(images) is list and type(targets) is list
+    for (image, want), got_image, got in zip(items, images, targets):
+        assert torch.equal(got_image, image) and got_image.stride() == image.stride()
+        assert got.keys() == want.keys() and got["image_id"] == want["image_id"]
+        for k in ("boxes", "labels", "masks", "area", "iscrowd"):
+            assert torch.equal(got[k], want[k]) and got[k].dtype == want[k].dtype, k
