@@ -197,11 +197,11 @@ class _SegmentPool:
         return _PooledBatch(images, targets, storage, self.token, slot)
 
     def fetch(self, get: Callable[[int], Any], indices: Sequence[int]) -> list[Any]:
-        """Worker side, a dataset's ``__getitems__``: the batch's items, each copied into one of
-        this worker's segments as soon as it is made (while it is still in the CPU's caches, and
-        before the next item is made in the memory it leaves) instead of all together afterwards.
-        The segment is sized by the batches before; a batch that outgrows it, and the first one,
-        are left to ``__call__``."""
+        """Worker side, a dataset's ``__getitems__``: the batch's items, made in one of this
+        worker's segments where they use ``synthgen.arena`` (a synthetic item's image, masks,
+        boxes, labels, areas), and what else they hold copied in as soon as each is made (while
+        it is still in the CPU's caches). The segment is sized by the batches before; a batch
+        that outgrows it, and the first one, are left to ``__call__``."""
         info = get_worker_info()
         if info is None or self.held is None or not self.expect:
             items = [get(i) for i in indices]
@@ -224,7 +224,7 @@ class _SegmentPool:
         whole = torch.empty(0, dtype=torch.uint8).set_(storage).numpy()  # the segment's bytes
         for n, i in enumerate(indices):
             drawn = _Drawn(whole, offset)
-            with arena.using(drawn):  # the item's image and masks are made in the segment itself
+            with arena.using(drawn):  # what the item makes through synthgen.arena is made in the segment
                 image, target = get(i)
             tensors = [(k, t, drawn.place(t)) for k, t in (("", image), *target.items()) if isinstance(t, torch.Tensor)]
             copies = [(k, t, *_source(t)) for k, t, at in tensors if at is None]
