@@ -27,14 +27,8 @@ def collate(batch: Sequence[tuple[Any, dict[str, Any]]]) -> tuple[list[Any], lis
     images, targets = _split(batch)
     if get_worker_info() is None:
         return images, targets
-    made: list[Any] = []
-
-    def storage_for(nbytes: int) -> Any:
-        made.append(_fresh_storage(nbytes))
-        return made[0]
-
-    images, targets = _in_one_storage(images, targets, storage_for)
-    return _OneSegment(images, targets, made[0]) if made and made[0] is not None else (images, targets)
+    images, targets, storage = _in_one_storage(images, targets, _fresh_storage)
+    return _OneSegment(images, targets, storage) if storage is not None else (images, targets)
 
 
 def _split(batch: Sequence[tuple[Any, dict[str, Any]]]) -> tuple[list[Any], list[dict[str, Any]]]:
@@ -71,14 +65,16 @@ def _copy_into(storage: Any, offset: int, t: Any, src: Any, hwc: bool) -> Any:
     holding a copy of ``src``."""
     dst = torch.empty(0, dtype=src.dtype).set_(storage, offset // src.element_size(), src.shape, src.stride())
     dst.copy_(src)
-    v = dst.permute(2, 0, 1) if hwc else dst
-    tv = _tv()
-    return tv.wrap(v, like=t) if tv is not None and isinstance(t, tv.TVTensor) else v
+    return _like(dst.permute(2, 0, 1) if hwc else dst, t)
 
 
 def _view_at(storage: Any, offset: int, t: Any) -> Any:
     """``t`` as a view of ``storage`` at byte ``offset``, where its memory already is."""
-    v = torch.empty(0, dtype=t.dtype).set_(storage, offset // t.element_size(), t.shape, t.stride())
+    return _like(torch.empty(0, dtype=t.dtype).set_(storage, offset // t.element_size(), t.shape, t.stride()), t)
+
+
+def _like(v: Any, t: Any) -> Any:
+    """Plain tensor ``v`` as the torchvision subclass ``t`` is (its metadata kept), if it is one."""
     tv = _tv()
     return tv.wrap(v, like=t) if tv is not None and isinstance(t, tv.TVTensor) else v
 
@@ -109,16 +105,17 @@ class _Drawn:
 
 
 def _in_one_storage(images: list[Any], targets: list[dict[str, Any]], storage_for: Callable[[int], Any]
-                    ) -> tuple[list[Any], list[dict[str, Any]]]:
+                    ) -> tuple[list[Any], list[dict[str, Any]], Any]:
     """The same batch (shapes, dtypes, torchvision subclasses and their metadata) with every
     tensor a view of one storage from ``storage_for(nbytes)``: one copy of each tensor, instead of
-    a copy and a copy into shared memory when the batch is sent."""
+    a copy and a copy into shared memory when the batch is sent. Also that storage (None: the
+    batch as it was)."""
     targets = [dict(t) for t in targets]
     keys = [k for k in (targets[0] if targets else ()) if all(isinstance(t.get(k), torch.Tensor) for t in targets)]
     places: list[tuple[Any, Any]] = [(images, i) for i, im in enumerate(images) if isinstance(im, torch.Tensor)]
     places += [(t, k) for t in targets for k in keys]
     if not places:
-        return images, targets
+        return images, targets, None
     layout, total = [], 0
     for box, key in places:
         src, hwc = _source(box[key])
@@ -126,10 +123,10 @@ def _in_one_storage(images: list[Any], targets: list[dict[str, Any]], storage_fo
         total += _nbytes(src)
     storage = storage_for(total)
     if storage is None:
-        return images, targets
+        return images, targets, None
     for box, key, src, hwc, offset in layout:
         box[key] = _copy_into(storage, offset, box[key], src, hwc)
-    return images, targets
+    return images, targets, storage
 
 
 POOL_SLOTS = 4  # shared-memory segments each worker of synthgen's DataLoader keeps for reuse
@@ -184,14 +181,14 @@ class _SegmentPool:
         info = get_worker_info()
         if info is None or self.held is None:
             return images, targets
-        taken: list[tuple[Any, int]] = []
+        slot = -1
 
         def storage_for(nbytes: int) -> Any:
-            taken.append(self._take(info.id, nbytes))
-            return taken[0][0]
+            nonlocal slot
+            storage, slot = self._take(info.id, nbytes)
+            return storage
 
-        images, targets = _in_one_storage(images, targets, storage_for)
-        storage, slot = taken[0] if taken else (None, -1)
+        images, targets, storage = _in_one_storage(images, targets, storage_for)
         # sent as a pooled batch even outside the pool (slot -1): receiving any batch is when the
         # main process lets go of the segments it no longer holds
         return _PooledBatch(images, targets, storage, self.token, slot)
