@@ -419,8 +419,9 @@ def test_a_worker_draws_items_in_the_batch_segment_and_copies_only_the_rest(spec
             for k in ("boxes", "labels", "masks", "area", "iscrowd"):
                 assert torch.equal(target[k], want[k]), (i, k)
             for t in (image, *(v for v in target.values() if isinstance(v, torch.Tensor))):
-                assert t.untyped_storage().data_ptr() == lo  # a view of the segment
-                assert t.numel() == 0 or lo <= t.data_ptr() < hi
+                if t.numel():  # all of it in the segment's memory (drawn there, or copied in)
+                    last = t.data_ptr() + sum((n - 1) * s for n, s in zip(t.shape, t.stride())) * t.element_size()
+                    assert lo <= t.data_ptr() and last < hi
         H, W = ds[0][0].shape[-2:]
         assert [n for n in copied if n] == ([3 * H * W] * 8 if float_images else []), copied  # the float images
         pool.held[items.slot] = 0  # as the main process does once it holds nothing of the batch
@@ -457,3 +458,69 @@ def test_a_batch_in_one_segment_pickles_as_one_tensor(spec, monkeypatch):
         assert got.keys() == want.keys() and got["image_id"] == want["image_id"]
         for k in ("boxes", "labels", "masks", "area", "iscrowd"):
             assert torch.equal(got[k], want[k]) and got[k].dtype == want[k].dtype, k
+
+
+def test_a_batch_in_a_segment_the_training_process_keeps_travels_by_slot_alone(spec, monkeypatch):
+    """Worker and training process in one (torch's worker info stood in for): the first batch in
+    each pooled segment is pickled as that segment; the receiver keeps its descriptor, and later
+    batches in the same segment are pickled with no tensor at all and mapped again on arrival.
+    Every batch unpickles to the items ds[i] gives."""
+    import pickle
+    from multiprocessing.reduction import ForkingPickler
+    from types import SimpleNamespace
+
+    import torch.multiprocessing.reductions as R
+
+    from synthgen.torch import POOL_SLOTS
+    from synthgen.torch import loader as L
+
+    monkeypatch.setattr(L, "get_worker_info", lambda: SimpleNamespace(id=0, num_workers=1))
+    ds = SynthDataset(spec, length=4 * (3 * POOL_SLOTS + 1))
+    pool = L._SegmentPool()
+    pool.renew(1)
+    tensors: list = []
+    ForkingPickler.register(torch.Tensor, lambda t: tensors.append(t) or R.reduce_tensor(t))
+    sent = []
+    try:
+        for b in range(3 * POOL_SLOTS + 1):
+            indices = list(range(4 * b, 4 * b + 4))
+            batch = pool(pool.fetch(ds.__getitem__, indices))
+            tensors.clear()
+            data = bytes(ForkingPickler.dumps(batch))
+            sent.append((batch.slot, len(tensors)))
+            del batch
+            images, targets = pickle.loads(data)
+            for i, image, target in zip(indices, images, targets):
+                want_image, want = ds[i]
+                assert torch.equal(image, want_image) and target["image_id"] == want["image_id"]
+                for k in ("boxes", "labels", "masks", "area", "iscrowd"):
+                    assert torch.equal(target[k], want[k]), (b, i, k)
+            del images, targets
+            if len(sent) > 2:  # in one process the segment is still the pool's own storage: let go by hand (two
+                pool.held[sent[-3][0]] = 0  # batches late), as the training process does once it holds nothing of it
+    finally:
+        ForkingPickler.register(torch.Tensor, R.reduce_tensor)
+    seen = set()
+    for slot, n in sent:
+        assert slot >= 0 and n == (0 if slot in seen else 1), sent  # the segment, as one tensor; then by slot alone
+        seen.add(slot)
+    assert len(seen) == 3 and len(sent) > 2 * len(seen)
+    assert sorted(pool._releases.descriptors) == sorted(seen)
+
+
+def test_workers_sharing_by_file_name_still_hand_over_batches(spec):
+    """Under torch's ``file_system`` sharing strategy segments go by name; the training process
+    keeps no descriptor of them, and batches come as they are."""
+    ds = SynthDataset(spec, length=24)
+    want = [ds[i] for i in range(24)]
+    before = torch.multiprocessing.get_sharing_strategy()
+    torch.multiprocessing.set_sharing_strategy("file_system")
+    try:
+        loader = DataLoader(ds, batch_size=2, num_workers=2, multiprocessing_context="fork")
+        for _ in range(2):
+            for b, (images, targets) in enumerate(loader):
+                for k in range(2):
+                    assert torch.equal(images[k], want[2 * b + k][0]) and torch.equal(targets[k]["masks"], want[2 * b + k][1]["masks"])
+        assert loader.collate_fn._releases.received > 0 and not loader.collate_fn._releases.descriptors
+    finally:
+        torch.multiprocessing.set_sharing_strategy(before)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import multiprocessing
 import multiprocessing.context
 import os
+import weakref
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -66,11 +67,6 @@ def _copy_into(storage: Any, offset: int, t: Any, src: Any, hwc: bool) -> Any:
     dst = torch.empty(0, dtype=src.dtype).set_(storage, offset // src.element_size(), src.shape, src.stride())
     dst.copy_(src)
     return _like(dst.permute(2, 0, 1) if hwc else dst, t)
-
-
-def _view_at(storage: Any, offset: int, t: Any) -> Any:
-    """``t`` as a view of ``storage`` at byte ``offset``, where its memory already is."""
-    return _like(torch.empty(0, dtype=t.dtype).set_(storage, offset // t.element_size(), t.shape, t.stride()), t)
 
 
 def _like(v: Any, t: Any) -> Any:
@@ -151,7 +147,9 @@ class _SegmentPool:
         self.per_worker = per_worker
         self.token = ""
         self.held: Any = None
+        self.mapped: Any = None
         self._segments: dict[int, Any] = {}
+        self._generations: dict[int, int] = {}  # worker side: slot -> generation of its segment
         self._pid = 0
         self.expect = 0  # worker side, for ``fetch``: bytes of the largest batch so far
 
@@ -161,23 +159,25 @@ class _SegmentPool:
 
         self.token = secrets.token_hex(8)
         self.held = multiprocessing.RawArray("b", workers * self.per_worker)
-        self._releases = _Releases(self.held)  # the main process's side, kept as long as the loader is
+        self.mapped = multiprocessing.RawArray("q", workers * self.per_worker)
+        self._releases = _Releases(self.held, self.mapped)  # the main process's side, kept until the next renew
         _RECEIVED[self.token] = self._releases
 
     def __getstate__(self) -> dict[str, Any]:
         # the flags are shared memory, for workers being started; a plain copy (pickle, deepcopy)
         # gets none and collates as ``collate`` does until its loader starts workers
         starting = multiprocessing.context.get_spawning_popen() is not None
-        return {"per_worker": self.per_worker, "token": self.token, "held": self.held if starting else None}
+        return {"per_worker": self.per_worker, "token": self.token, "held": self.held if starting else None,
+                "mapped": self.mapped if starting else None}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(state["per_worker"])  # type: ignore[misc]
-        self.token, self.held = state["token"], state["held"]
+        self.token, self.held, self.mapped = state["token"], state["held"], state["mapped"]
 
     def __call__(self, batch: Sequence[tuple[Any, dict[str, Any]]]) -> Any:
         images, targets = _split(batch)
         if isinstance(batch, _Written) and batch.token == self.token and self.token:  # in a segment already
-            return _PooledBatch(images, targets, batch.storage, self.token, batch.slot)
+            return self._pooled(images, targets, batch.storage, batch.slot)
         info = get_worker_info()
         if info is None or self.held is None:
             return images, targets
@@ -191,7 +191,17 @@ class _SegmentPool:
         images, targets, storage = _in_one_storage(images, targets, storage_for)
         # sent as a pooled batch even outside the pool (slot -1): receiving any batch is when the
         # main process lets go of the segments it no longer holds
-        return _PooledBatch(images, targets, storage, self.token, slot)
+        return self._pooled(images, targets, storage, slot)
+
+    def _pooled(self, images: list[Any], targets: list[dict[str, Any]], storage: Any, slot: int) -> "_PooledBatch":
+        """The batch to send, and how: by slot alone where the main process keeps the segment's
+        descriptor (generation 0: a segment outside the pool, or shared by file name, as torch
+        does under the ``file_system`` strategy; the main process keeps none of those)."""
+        gen = self._generations.get(slot, 0) if slot >= 0 and storage is not None else 0
+        if gen and torch.multiprocessing.get_sharing_strategy() != "file_descriptor":
+            gen = 0
+        mapped = bool(gen) and self.mapped is not None and self.mapped[slot] == gen
+        return _PooledBatch(images, targets, storage, self.token, slot, gen, mapped)
 
     def fetch(self, get: Callable[[int], Any], indices: Sequence[int]) -> list[Any]:
         """Worker side, a dataset's ``__getitems__``: the batch's items, made in one of this
@@ -233,11 +243,9 @@ class _SegmentPool:
                 self.expect = max(self.expect, drawn.end + need)
                 return [*items, (image, target), *(get(j) for j in indices[n + 1:])]
             target, offset = dict(target), drawn.end
-            views = [(k, _view_at(storage, at, t)) for k, t, at in tensors if at is not None]
-            for k, t, src, hwc in copies:
-                views.append((k, _copy_into(storage, offset, t, src, hwc)))
+            for k, t, src, hwc in copies:  # what was drawn in the segment stays as it is
+                v = _copy_into(storage, offset, t, src, hwc)
                 offset += _nbytes(src)
-            for k, v in views:
                 if k == "":
                     image = v
                 else:
@@ -249,7 +257,7 @@ class _SegmentPool:
         """A segment of at least ``nbytes`` that the main process holds nothing of, and its slot
         (-1: a new segment outside the pool)."""
         if self._pid != os.getpid():  # a forked worker: the segments are its own
-            self._segments, self._pid = {}, os.getpid()
+            self._segments, self._generations, self._pid = {}, {}, os.getpid()
         for slot in range(worker * self.per_worker, min(len(self.held), (worker + 1) * self.per_worker)):
             if self.held[slot]:
                 continue
@@ -259,6 +267,7 @@ class _SegmentPool:
                 if seg is None:
                     return None, -1
                 self._segments[slot] = seg
+                self._generations[slot] = self._generations.get(slot, 0) + 1
             self.held[slot] = 1
             return seg, slot
         return _fresh_storage(nbytes), -1
@@ -284,12 +293,35 @@ def fetch(get: Callable[[int], Any], indices: Sequence[int]) -> list[Any]:
 
 
 class _Releases:
-    """Main process: the pooled segments it holds batches in, released when no tensor is left on them."""
+    """Main process: the pooled segments it holds batches in, released when no tensor is left on
+    them; and a duplicate of each pooled segment's file descriptor, to map later batches from."""
 
-    def __init__(self, held: Any):
-        self.held = held
+    def __init__(self, held: Any, mapped: Any = None):
+        self.held, self.mapped = held, mapped
         self.holding: list[tuple[Any, int]] = []
         self.received = 0  # batches received in pooled segments
+        self.descriptors: dict[int, tuple[int, int]] = {}  # slot -> (generation, file descriptor)
+        weakref.finalize(self, _close_all, self.descriptors)
+
+    def keep(self, storage: Any, slot: int, gen: int) -> None:
+        """The first batch of segment generation ``gen`` in ``slot`` came in ``storage`` (shared
+        by file descriptor): keep a duplicate of that descriptor, and tell the worker."""
+        if self.mapped is None or slot < 0 or storage is None:
+            return
+        fd, _ = storage._share_fd_cpu_()  # the descriptor its mapping keeps (nothing is copied)
+        old = self.descriptors.pop(slot, None)
+        if old is not None:
+            os.close(old[1])
+        self.descriptors[slot] = (gen, os.dup(fd))
+        self.mapped[slot] = gen
+
+    def remap(self, slot: int, gen: int, nbytes: int) -> Any:
+        """A new storage over segment generation ``gen`` in ``slot``, from the kept descriptor."""
+        gen_fd = self.descriptors.get(slot)
+        if gen_fd is None or gen_fd[0] != gen:  # cannot happen: workers send by slot only what mapped says is kept
+            raise RuntimeError(f"synthgen: a batch came by slot {slot} (generation {gen}) but this process keeps "
+                               f"{gen_fd[0] if gen_fd else 'no'} segment there")
+        return torch.UntypedStorage._new_shared_fd_cpu(gen_fd[1], nbytes)
 
     def hold(self, storage: Any, slot: int) -> None:
         """A batch came in ``storage`` (pooled segment ``slot``, or -1: none): first, every
@@ -308,7 +340,16 @@ class _Releases:
             self.received += 1
 
 
-_RECEIVED: Any = __import__("weakref").WeakValueDictionary()  # token -> _Releases, in the main process
+def _close_all(descriptors: dict[int, tuple[int, int]]) -> None:
+    for _, fd in descriptors.values():
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    descriptors.clear()
+
+
+_RECEIVED: Any = weakref.WeakValueDictionary()  # token -> _Releases, in the main process
 
 
 class _OneSegment(tuple):
@@ -327,13 +368,21 @@ class _OneSegment(tuple):
     def _packed(self) -> tuple[Any, list[Any], list[dict[str, Any]]]:
         if self.storage is None:
             return None, self[0], self[1]
-        ptr = self.storage.data_ptr()
+        ptr, nbytes = self.storage.data_ptr(), self.storage.nbytes()
         whole = torch.empty(0, dtype=torch.uint8).set_(self.storage)
 
         def at(x: Any) -> Any:  # where tensor x lies in the segment, or x itself
-            if isinstance(x, torch.Tensor) and x.untyped_storage().data_ptr() == ptr and x.device.type == "cpu":
-                return _At((x.storage_offset(), x.dtype, tuple(x.shape), x.stride(), type(x), x.__dict__ or None))
-            return x
+            if not isinstance(x, torch.Tensor) or x.device.type != "cpu":
+                return x
+            lo, size = x.data_ptr() - ptr, x.element_size()
+            if 0 <= lo < nbytes and lo % size == 0 and x.numel() and min(x.stride()) >= 0 and \
+                    lo + (sum((n - 1) * s for n, s in zip(x.shape, x.stride())) + 1) * size <= nbytes:
+                offset = lo // size  # in the segment's memory: a view of it, or made there (synthgen.arena)
+            elif x.untyped_storage().data_ptr() == ptr:
+                offset = x.storage_offset()  # a view of the segment without elements
+            else:
+                return x
+            return _At((offset, x.dtype, tuple(x.shape), x.stride(), type(x), x.__dict__ or None))
 
         return whole, [at(im) for im in self[0]], [{k: at(v) for k, v in t.items()} for t in self[1]]
 
@@ -365,27 +414,50 @@ def _unpacked(whole: Any, images: list[Any], targets: list[dict[str, Any]]) -> t
 
 
 class _PooledBatch(_OneSegment):
-    """A batch in one of a worker's pooled segments (``slot``; -1: a new one outside the pool)."""
+    """A batch in one of a worker's pooled segments (``slot``; -1: a new one outside the pool),
+    of generation ``gen``; ``mapped``: the main process keeps that segment's descriptor, so the
+    batch is sent as its slot alone."""
 
     token: str
     slot: int
+    gen: int
+    mapped: bool
 
-    def __new__(cls, images: list[Any], targets: list[dict[str, Any]], storage: Any, token: str, slot: int) -> "_PooledBatch":
+    def __new__(cls, images: list[Any], targets: list[dict[str, Any]], storage: Any, token: str, slot: int,
+                gen: int = 0, mapped: bool = False) -> "_PooledBatch":
         obj = super().__new__(cls, images, targets, storage)
-        obj.token, obj.slot = token, slot
+        obj.token, obj.slot, obj.gen, obj.mapped = token, slot, gen, mapped
         return obj
 
     def __reduce__(self) -> Any:
-        return _received, (*self._packed(), self.token, self.slot)
+        whole, images, targets = self._packed()
+        if self.mapped:
+            return _remapped, (self.storage.nbytes(), images, targets, self.token, self.slot, self.gen)
+        return _received, (whole, images, targets, self.token, self.slot, self.gen)
 
 
-def _received(whole: Any, images: list[Any], targets: list[dict[str, Any]], token: str, slot: int
+def _received(whole: Any, images: list[Any], targets: list[dict[str, Any]], token: str, slot: int, gen: int = 0
               ) -> tuple[list[Any], list[dict[str, Any]]]:
-    """Unpickling a pooled batch in the main process: note which segment it lives in."""
+    """Unpickling a pooled batch in the main process: note which segment it lives in (and keep
+    its descriptor, generation ``gen`` > 0)."""
     releases = _RECEIVED.get(token)
     if releases is not None:
-        releases.hold(whole.untyped_storage() if whole is not None else None, slot)
+        storage = whole.untyped_storage() if whole is not None else None
+        releases.hold(storage, slot)
+        if gen:
+            releases.keep(storage, slot, gen)
     return _unpacked(whole, images, targets)
+
+
+def _remapped(nbytes: int, images: list[Any], targets: list[dict[str, Any]], token: str, slot: int, gen: int
+              ) -> tuple[list[Any], list[dict[str, Any]]]:
+    """Unpickling a batch sent by slot: the segment mapped again from the kept descriptor."""
+    releases = _RECEIVED.get(token)
+    if releases is None:  # cannot happen: the loader's iterator keeps its _Releases while it receives
+        raise RuntimeError(f"synthgen: a batch came by slot {slot} for workers this process no longer knows")
+    storage = releases.remap(slot, gen, nbytes)
+    releases.hold(storage, slot)
+    return _unpacked(torch.empty(0, dtype=torch.uint8).set_(storage), images, targets)
 
 
 class _WorkerStart:
@@ -442,4 +514,7 @@ class DataLoader(torch.utils.data.DataLoader):
     def _get_iterator(self) -> Any:
         if self.num_workers > 0 and isinstance(self.collate_fn, _SegmentPool):
             self.collate_fn.renew(self.num_workers)  # flags of their own for this set of workers
+            it = super()._get_iterator()
+            it._synthgen_releases = self.collate_fn._releases  # while it receives, its segments' descriptors stay
+            return it
         return super()._get_iterator()
