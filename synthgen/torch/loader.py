@@ -94,10 +94,9 @@ class _Drawn:
     def place(self, t: Any) -> int | None:
         """The byte offset of tensor ``t`` in the segment if all of it lies in what was handed out."""
         lo = t.data_ptr() - self.base
-        if not self.start <= lo < self.end or t.device.type != "cpu" or min(t.stride(), default=0) < 0:
-            return None  # elsewhere (an empty tensor's data_ptr is 0)
-        span = (sum((n - 1) * s for n, s in zip(t.shape, t.stride())) + 1) * t.element_size()
-        return lo if lo + span <= self.end else None
+        if not self.start <= lo < self.end or not t.is_cpu or not t.numel():
+            return None  # elsewhere, or empty (copied: nothing, and then a view of the segment)
+        return lo if lo + _span(t) <= self.end else None
 
 
 def _in_one_storage(images: list[Any], targets: list[dict[str, Any]], storage_for: Callable[[int], Any]
@@ -365,52 +364,67 @@ class _OneSegment(tuple):
         obj.storage = storage
         return obj
 
-    def _packed(self) -> tuple[Any, list[Any], list[dict[str, Any]]]:
+    def _packed(self, whole: bool = True) -> tuple[Any, list[Any], list[dict[str, Any]], list[tuple[Any, ...]]]:
+        """The segment (as one uint8 tensor; None: ``whole`` False), the batch with every tensor
+        that lies in the segment left out (None in its place), and where each of those lies:
+        plain tuples (``_unpacked`` says what is in them), which pickle several times faster
+        than objects of a class of their own."""
+        images, targets = list(self[0]), [dict(t) for t in self[1]]
         if self.storage is None:
-            return None, self[0], self[1]
+            return None, images, targets, []
         ptr, nbytes = self.storage.data_ptr(), self.storage.nbytes()
-        whole = torch.empty(0, dtype=torch.uint8).set_(self.storage)
+        layout: list[tuple[Any, ...]] = []
 
-        def at(x: Any) -> Any:  # where tensor x lies in the segment, or x itself
-            if not isinstance(x, torch.Tensor) or x.device.type != "cpu":
+        def at(x: Any, where: tuple[Any, ...]) -> Any:  # None where tensor x lies in the segment, or x itself
+            if not isinstance(x, torch.Tensor) or not x.is_cpu:
                 return x
             lo, size = x.data_ptr() - ptr, x.element_size()
-            if 0 <= lo < nbytes and lo % size == 0 and x.numel() and min(x.stride()) >= 0 and \
-                    lo + (sum((n - 1) * s for n, s in zip(x.shape, x.stride())) + 1) * size <= nbytes:
+            if lo >= 0 and lo % size == 0 and x.numel() and lo + _span(x) <= nbytes:
                 offset = lo // size  # in the segment's memory: a view of it, or made there (synthgen.arena)
             elif x.untyped_storage().data_ptr() == ptr:
                 offset = x.storage_offset()  # a view of the segment without elements
             else:
                 return x
-            return _At((offset, x.dtype, tuple(x.shape), x.stride(), type(x), x.__dict__ or None))
+            layout.append((where, offset, x.dtype, tuple(x.shape), x.stride(), type(x), x.__dict__ or None))
+            return None
 
-        return whole, [at(im) for im in self[0]], [{k: at(v) for k, v in t.items()} for t in self[1]]
+        for i, im in enumerate(images):
+            images[i] = at(im, (i,))
+        for i, t in enumerate(targets):
+            for k, v in t.items():
+                t[k] = at(v, (i, k))
+        return (torch.empty(0, dtype=torch.uint8).set_(self.storage) if whole else None), images, targets, layout
 
     def __reduce__(self) -> Any:
         return _unpacked, self._packed()
 
 
-class _At(tuple):
-    """Where a tensor lies in a batch's segment: (offset in elements, dtype, shape, stride,
-    class, the instance's own attributes (a torchvision tensor's format, canvas size))."""
+def _span(t: Any) -> int:
+    """Bytes from a non-empty tensor's first element to the end of its last (torch's strides are
+    never negative)."""
+    if t.is_contiguous():
+        return t.nbytes
+    return (sum((n - 1) * s for n, s in zip(t.shape, t.stride())) + 1) * t.element_size()
 
 
-def _unpacked(whole: Any, images: list[Any], targets: list[dict[str, Any]]) -> tuple[list[Any], list[dict[str, Any]]]:
-    """The batch again, in the receiving process, every tensor a view of the one segment."""
+def _unpacked(whole: Any, images: list[Any], targets: list[dict[str, Any]], layout: list[tuple[Any, ...]]
+              ) -> tuple[list[Any], list[dict[str, Any]]]:
+    """The batch again, in the receiving process, every tensor of ``layout`` a view of the one
+    segment ``whole``: layout entries are (where: (item,) for its image, (item, key) for an entry of
+    its target; offset in elements, dtype, shape, stride, class, the instance's own attributes (a
+    torchvision tensor's format, canvas size))."""
     storage = whole.untyped_storage() if whole is not None else None
-
-    def view(x: Any) -> Any:
-        if type(x) is not _At:
-            return x
-        offset, dtype, shape, stride, cls, attrs = x
+    for where, offset, dtype, shape, stride, cls, attrs in layout:
         v = torch.empty(0, dtype=dtype).set_(storage, offset, shape, stride)
         if cls is not torch.Tensor:
             v = v.as_subclass(cls)
             if attrs:
                 v.__dict__.update(attrs)  # as torch restores a pickled subclass's attributes
-        return v
-
-    return [view(im) for im in images], [{k: view(v) for k, v in t.items()} for t in targets]
+        if len(where) == 1:
+            images[where[0]] = v
+        else:
+            targets[where[0]][where[1]] = v
+    return images, targets
 
 
 class _PooledBatch(_OneSegment):
@@ -430,14 +444,14 @@ class _PooledBatch(_OneSegment):
         return obj
 
     def __reduce__(self) -> Any:
-        whole, images, targets = self._packed()
+        whole, images, targets, layout = self._packed(whole=not self.mapped)
         if self.mapped:
-            return _remapped, (self.storage.nbytes(), images, targets, self.token, self.slot, self.gen)
-        return _received, (whole, images, targets, self.token, self.slot, self.gen)
+            return _remapped, (self.storage.nbytes(), images, targets, layout, self.token, self.slot, self.gen)
+        return _received, (whole, images, targets, layout, self.token, self.slot, self.gen)
 
 
-def _received(whole: Any, images: list[Any], targets: list[dict[str, Any]], token: str, slot: int, gen: int = 0
-              ) -> tuple[list[Any], list[dict[str, Any]]]:
+def _received(whole: Any, images: list[Any], targets: list[dict[str, Any]], layout: list[tuple[Any, ...]],
+              token: str, slot: int, gen: int = 0) -> tuple[list[Any], list[dict[str, Any]]]:
     """Unpickling a pooled batch in the main process: note which segment it lives in (and keep
     its descriptor, generation ``gen`` > 0)."""
     releases = _RECEIVED.get(token)
@@ -446,18 +460,18 @@ def _received(whole: Any, images: list[Any], targets: list[dict[str, Any]], toke
         releases.hold(storage, slot)
         if gen:
             releases.keep(storage, slot, gen)
-    return _unpacked(whole, images, targets)
+    return _unpacked(whole, images, targets, layout)
 
 
-def _remapped(nbytes: int, images: list[Any], targets: list[dict[str, Any]], token: str, slot: int, gen: int
-              ) -> tuple[list[Any], list[dict[str, Any]]]:
+def _remapped(nbytes: int, images: list[Any], targets: list[dict[str, Any]], layout: list[tuple[Any, ...]],
+              token: str, slot: int, gen: int) -> tuple[list[Any], list[dict[str, Any]]]:
     """Unpickling a batch sent by slot: the segment mapped again from the kept descriptor."""
     releases = _RECEIVED.get(token)
     if releases is None:  # cannot happen: the loader's iterator keeps its _Releases while it receives
         raise RuntimeError(f"synthgen: a batch came by slot {slot} for workers this process no longer knows")
     storage = releases.remap(slot, gen, nbytes)
     releases.hold(storage, slot)
-    return _unpacked(torch.empty(0, dtype=torch.uint8).set_(storage), images, targets)
+    return _unpacked(torch.empty(0, dtype=torch.uint8).set_(storage), images, targets, layout)
 
 
 class _WorkerStart:
