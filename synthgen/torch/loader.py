@@ -3,13 +3,13 @@ in shared-memory segments they reuse, and which spawns workers for the renderer.
 
 from __future__ import annotations
 
+import math
 import multiprocessing
 import multiprocessing.context
 import os
 import weakref
 from typing import Any, Callable, Sequence
 
-import numpy as np
 import torch
 from torch.utils.data import get_worker_info
 
@@ -84,7 +84,7 @@ class _Drawn:
         self.base = whole.ctypes.data
 
     def __call__(self, shape: tuple[int, ...], dtype: Any) -> Any:
-        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        nbytes = int(math.prod(shape)) * dtype.itemsize
         if self.end + nbytes > len(self.whole):
             return None  # made as usual, and copied
         a = self.whole[self.end : self.end + nbytes].view(dtype).reshape(shape)
