@@ -5,6 +5,7 @@ the in-memory compositor against an earlier commit.
     python benchmarks/dataloader.py --baseline REV        # also in-memory samples/s against REV
     python benchmarks/dataloader.py --memory              # also worker RSS at 1,000, 10,000 and 20,000 samples
     python benchmarks/dataloader.py --handoff             # also what 2 workers hand over at all (zero tensors)
+    python benchmarks/dataloader.py --ceiling             # also two independent processes against one (one thread)
 
 Loader figures: SynthDataset items (uint8 CHW image, boxes, labels, masks) per second through
 torch's DataLoader (synthgen's collate; spawned workers for the renderer), with 0 and 2 workers,
@@ -15,6 +16,11 @@ process of its own: library threads as they come (OpenCV and Mesa's rasteriser u
 from one process) and one thread per process (``cv2.setNumThreads(1)``, ``torch.set_num_threads(1)``,
 ``LP_NUM_THREADS=1``), where the loader's own scaling shows. Targets: 2 workers at least 1.8x 0
 workers; loader overhead under 10%; worker memory flat over 10,000 samples.
+
+``--ceiling``: also, in the one-thread regime and in the same alternating blocks, the same items
+made by two independent processes (no DataLoader, no batches), each making half of them side by
+side, against one process making all of them: what two processes on this machine do at all, the
+ceiling for the 2-worker ratio.
 
 ``--baseline REV``: samples/s of ``Generator[i]`` (the in-memory compositor, 640x480, demo spec)
 for this tree and for REV (a git worktree made for the run), alternating processes.
@@ -29,6 +35,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -49,7 +56,69 @@ def rss_mib(pid: int) -> float:
     return 0.0
 
 
-def loader_figures(n: int, rounds: int, one_thread: bool) -> None:
+HELPER = r"""
+import sys
+sys.path.insert(0, {root!r})
+import time
+import cv2
+import torch
+cv2.setNumThreads(1)
+torch.set_num_threads(1)
+from synthgen import Generator
+from synthgen.torch import SynthDataset
+ds = SynthDataset(Generator.from_yaml({spec!r}, overrides={sets!r}), length={n})
+for i in range(8):
+    ds[i]
+print("ready", flush=True)
+for line in sys.stdin:  # "epoch start stop": make items start..stop-1 of that epoch
+    epoch, start, stop = map(int, line.split())
+    ds.set_epoch(epoch)
+    for i in range(start, stop):
+        ds[i]
+    print("done", flush=True)
+"""
+
+
+class _Helpers:
+    """Two processes (one thread each) that make the loader's items without a loader: the
+    ceiling for what 2 workers can do on this machine."""
+
+    def __init__(self, spec: Path, sets: list[str], n: int):
+        code = HELPER.format(root=str(ROOT), spec=str(spec), sets=sets, n=n)
+        env = {**os.environ, "LP_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+        self.n = n
+        self.procs = [subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                       text=True, env=env) for _ in range(2)]
+        for p in self.procs:
+            if p.stdout.readline().strip() != "ready":
+                raise SystemExit("a ceiling helper did not start")
+
+    def _run(self, jobs: list[tuple[Any, int, int, int]]) -> float:
+        t0 = time.perf_counter()
+        for p, epoch, start, stop in jobs:
+            p.stdin.write(f"{epoch} {start} {stop}\n")
+            p.stdin.flush()
+        for p, *_ in jobs:
+            if p.stdout.readline().strip() != "done":
+                raise SystemExit("a ceiling helper failed")
+        return time.perf_counter() - t0
+
+    def one(self, epoch: int) -> float:
+        """Seconds for one process to make all n items of ``epoch``."""
+        return self._run([(self.procs[0], epoch, 0, self.n)])
+
+    def two(self, epoch: int) -> float:
+        """Seconds for two processes side by side to make half of them each."""
+        half = self.n // 2
+        return self._run([(self.procs[0], epoch, 0, half), (self.procs[1], epoch, half, self.n)])
+
+    def close(self) -> None:
+        for p in self.procs:
+            p.stdin.close()
+            p.wait()
+
+
+def loader_figures(n: int, rounds: int, one_thread: bool, ceiling: bool = False) -> None:
     if one_thread:
         import cv2
         import torch
@@ -71,21 +140,37 @@ def loader_figures(n: int, rounds: int, one_thread: bool) -> None:
                     pass
         for i in range(n):
             ds[i]
-        t = {"plain": 0.0, 0: 0.0, 2: 0.0}
+        helpers = _Helpers(spec, sets, n) if ceiling else None
+        t: dict[Any, float] = {"plain": 0.0, 0: 0.0, 2: 0.0, "one": 0.0, "two": 0.0}
+        per_round = []
         for r in range(rounds):
-            ds.set_epoch(r + 1)  # new samples every round, the same for all three
+            ds.set_epoch(r + 1)  # new samples every round, the same for all
             t0 = time.perf_counter()
             for i in range(n):
                 ds[i]
             t["plain"] += time.perf_counter() - t0
+            this = {}
             for w, loader in loaders.items():
                 t0 = time.perf_counter()
                 for _ in loader:
                     pass
-                t[w] += time.perf_counter() - t0
-        rate = {k: n * rounds / v for k, v in t.items()}
+                this[w] = time.perf_counter() - t0
+                t[w] += this[w]
+            if helpers is not None:
+                this["one"], this["two"] = helpers.one(r + 1), helpers.two(r + 1)
+                t["one"] += this["one"]
+                t["two"] += this["two"]
+            per_round.append(this)
+        if helpers is not None:
+            helpers.close()
+        rate = {k: n * rounds / v for k, v in t.items() if v}
         print(f"  {name}: plain loop {rate['plain']:6.1f}/s, DataLoader 0 workers {rate[0]:6.1f}/s "
               f"(overhead {rate['plain'] / rate[0] - 1:+.1%}), 2 workers {rate[2]:6.1f}/s = {rate[2] / rate[0]:.2f}x 0 workers")
+        if helpers is not None:
+            print(f"    ceiling: two independent processes {rate['two']:6.1f}/s = {rate['two'] / rate['one']:.2f}x one "
+                  f"({rate['one']:6.1f}/s); 2 workers reach {(rate[2] / rate[0]) / (rate['two'] / rate['one']):.0%} of it")
+            print("    per round, 2 workers / 0 workers; two processes / one: "
+                  + ", ".join(f"{x[0] / x[2]:.2f}; {x['one'] / x['two']:.2f}" for x in per_round))
 
 
 def memory(samples: tuple[int, ...]) -> None:
@@ -194,18 +279,20 @@ def main() -> None:
     ap.add_argument("--memory", action="store_true", help="worker RSS at 1,000, 10,000 and 20,000 samples")
     ap.add_argument("--skip-loader", action="store_true")
     ap.add_argument("--handoff", action="store_true", help="also what 2 workers can hand over at all (zero tensors)")
+    ap.add_argument("--ceiling", action="store_true",
+                    help="also the same items from two independent processes against one (one-thread regime)")
     ap.add_argument("--regime", choices=["default", "one-thread"], help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.regime:  # a child: one regime, in a process of its own
-        loader_figures(args.n, args.rounds, args.regime == "one-thread")
+        loader_figures(args.n, args.rounds, args.regime == "one-thread", args.ceiling)
         return
     if args.baseline:
         against(args.baseline, 400, args.rounds)
     if not args.skip_loader:
         for regime in ("default", "one-thread"):
             env = {**os.environ, **({"LP_NUM_THREADS": "1"} if regime == "one-thread" else {})}
-            subprocess.run([sys.executable, __file__, "--regime", regime, "--n", str(args.n), "--rounds", str(args.rounds)],
-                           check=True, env=env)
+            subprocess.run([sys.executable, __file__, "--regime", regime, "--n", str(args.n), "--rounds", str(args.rounds),
+                            *(["--ceiling"] if args.ceiling and regime == "one-thread" else [])], check=True, env=env)
     if args.handoff:
         handoff(args.rounds)
     if args.memory:
