@@ -75,6 +75,16 @@ def _like(v: Any, t: Any) -> Any:
     return tv.wrap(v, like=t) if tv is not None and isinstance(t, tv.TVTensor) else v
 
 
+def _offset_in(t: Any, base: int, start: int, end: int) -> int | None:
+    """The byte offset from address ``base`` of non-empty CPU tensor ``t`` if all of it lies in
+    bytes ``start`` to ``end`` there (torch's strides are never negative); else None."""
+    lo = t.data_ptr() - base
+    if not start <= lo < end or not t.is_cpu or not t.numel():
+        return None
+    span = t.nbytes if t.is_contiguous() else (sum((n - 1) * s for n, s in zip(t.shape, t.stride())) + 1) * t.element_size()
+    return lo if lo + span <= end else None
+
+
 class _Drawn:
     """The arena of one item (``synthgen.arena``): hands out the segment's bytes from ``start``
     on, and says which of the item's tensors lie in what it handed out."""
@@ -92,11 +102,9 @@ class _Drawn:
         return a
 
     def place(self, t: Any) -> int | None:
-        """The byte offset of tensor ``t`` in the segment if all of it lies in what was handed out."""
-        lo = t.data_ptr() - self.base
-        if not self.start <= lo < self.end or not t.is_cpu or not t.numel():
-            return None  # elsewhere, or empty (copied: nothing, and then a view of the segment)
-        return lo if lo + _span(t) <= self.end else None
+        """The byte offset of tensor ``t`` in the segment if all of it lies in what was handed out
+        (an empty one is copied: nothing, and then a view of the segment)."""
+        return _offset_in(t, self.base, self.start, self.end)
 
 
 def _in_one_storage(images: list[Any], targets: list[dict[str, Any]], storage_for: Callable[[int], Any]
@@ -376,12 +384,12 @@ class _OneSegment(tuple):
         layout: list[tuple[Any, ...]] = []
 
         def at(x: Any, where: tuple[Any, ...]) -> Any:  # None where tensor x lies in the segment, or x itself
-            if not isinstance(x, torch.Tensor) or not x.is_cpu:
+            if not isinstance(x, torch.Tensor):
                 return x
-            lo, size = x.data_ptr() - ptr, x.element_size()
-            if lo >= 0 and lo % size == 0 and x.numel() and lo + _span(x) <= nbytes:
+            lo, size = _offset_in(x, ptr, 0, nbytes), x.element_size()
+            if lo is not None and lo % size == 0:
                 offset = lo // size  # in the segment's memory: a view of it, or made there (synthgen.arena)
-            elif x.untyped_storage().data_ptr() == ptr:
+            elif x.is_cpu and x.untyped_storage().data_ptr() == ptr:
                 offset = x.storage_offset()  # a view of the segment without elements
             else:
                 return x
@@ -397,14 +405,6 @@ class _OneSegment(tuple):
 
     def __reduce__(self) -> Any:
         return _unpacked, self._packed()
-
-
-def _span(t: Any) -> int:
-    """Bytes from a non-empty tensor's first element to the end of its last (torch's strides are
-    never negative)."""
-    if t.is_contiguous():
-        return t.nbytes
-    return (sum((n - 1) * s for n, s in zip(t.shape, t.stride())) + 1) * t.element_size()
 
 
 def _unpacked(whole: Any, images: list[Any], targets: list[dict[str, Any]], layout: list[tuple[Any, ...]]
