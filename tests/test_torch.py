@@ -270,7 +270,7 @@ def test_a_segment_an_item_failed_in_goes_back_to_the_pool(monkeypatch):
     from types import SimpleNamespace
 
     from synthgen.torch import POOL_SLOTS
-    from synthgen.torch import loader as L
+    from synthgen.torch import segments as L
 
     monkeypatch.setattr(L, "get_worker_info", lambda: SimpleNamespace(id=0, num_workers=1))
     pool = L._SegmentPool()
@@ -397,7 +397,7 @@ def test_a_worker_draws_items_in_the_batch_segment_and_copies_only_the_rest(spec
     either way."""
     from types import SimpleNamespace
 
-    from synthgen.torch import loader as L
+    from synthgen.torch import segments as L
 
     monkeypatch.setattr(L, "get_worker_info", lambda: SimpleNamespace(id=0, num_workers=1))
     copied = []
@@ -438,12 +438,13 @@ def test_a_batch_in_one_segment_pickles_as_one_tensor(spec, monkeypatch):
     import torch.multiprocessing.reductions as R
 
     from synthgen.torch import loader as L
+    from synthgen.torch import segments as S
 
     monkeypatch.setattr(L, "get_worker_info", lambda: SimpleNamespace(id=0, num_workers=1))
     ds = SynthDataset(spec, length=6)
     items = [ds[i] for i in range(6)]
     batch = collate(items)
-    assert isinstance(batch, L._OneSegment)
+    assert isinstance(batch, S._OneSegment)
     tensors = []
     ForkingPickler.register(torch.Tensor, lambda t: tensors.append(t) or R.reduce_tensor(t))
     try:
@@ -472,7 +473,7 @@ def test_a_batch_in_a_segment_the_training_process_keeps_travels_by_slot_alone(s
     import torch.multiprocessing.reductions as R
 
     from synthgen.torch import POOL_SLOTS
-    from synthgen.torch import loader as L
+    from synthgen.torch import segments as L
 
     monkeypatch.setattr(L, "get_worker_info", lambda: SimpleNamespace(id=0, num_workers=1))
     ds = SynthDataset(spec, length=4 * (3 * POOL_SLOTS + 1))

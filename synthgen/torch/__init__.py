@@ -27,7 +27,8 @@ from __future__ import annotations
 
 from .datasets import ENDLESS_EPOCH, CocoDataset, MixedDataset, SynthDataset, SynthIterableDataset
 from .items import to_torch
-from .loader import POOL_SLOTS, DataLoader, collate
+from .loader import DataLoader, collate
+from .segments import POOL_SLOTS
 
 __all__ = ["ENDLESS_EPOCH", "POOL_SLOTS", "CocoDataset", "DataLoader", "MixedDataset", "SynthDataset",
            "SynthIterableDataset", "collate", "to_torch"]
