@@ -289,6 +289,67 @@ def test_collate_of_an_empty_batch():
     assert collate([]) == ([], [])
 
 
+class _Uneven(torch.utils.data.Dataset):
+    """Item i is i and the worker that made it; worker 0 takes 20 ms an item, worker 1 none (a
+    worker on a slower core)."""
+
+    def __len__(self):
+        return 96
+
+    def __getitem__(self, i):
+        import time
+
+        info = torch.utils.data.get_worker_info()
+        if info is not None and info.id == 0:
+            time.sleep(0.02)
+        return torch.tensor([i]), {"worker": -1 if info is None else info.id}
+
+
+def test_a_slow_worker_is_sent_fewer_batches_and_batches_still_come_in_order():
+    """balance=True: each batch goes to the worker with the fewest batches still to make, and the
+    loop still gets batch 0, 1, 2, ... in order; balance=False: torch's turn order."""
+    for balance in (True, False):
+        loader = DataLoader(_Uneven(), batch_size=4, num_workers=2, balance=balance)
+        items, workers = [], []
+        for images, targets in loader:
+            items += [int(x) for x in images]
+            workers.append(targets[0]["worker"])
+            assert {t["worker"] for t in targets} == {workers[-1]}
+        assert items == list(range(96)), balance
+        if balance:
+            assert workers.count(0) <= 9, workers  # 80 ms a batch against next to nothing: 8 of 24 here, 12 in turn
+        else:
+            assert workers == [0, 1] * 12
+
+
+def test_balancing_is_on_by_default_only_where_an_item_is_the_same_from_any_worker(spec, assets, tmp_path):
+    from synthgen.torch import CocoDataset
+    from synthgen.torch.loader import _BalancedIter
+
+    assert DataLoader(SynthDataset(spec, length=4), num_workers=2).balance
+    assert not DataLoader(SynthDataset(spec, length=4, transforms=lambda im, t: (im, t)), num_workers=2).balance
+    assert not DataLoader(SynthIterableDataset(spec, length=4), num_workers=2).balance
+    assert not DataLoader(_Uneven(), num_workers=2).balance
+    coco = tmp_path / "c.json"
+    coco.write_text(json.dumps({"images": [], "annotations": [], "categories": [{"id": 1, "name": SynthDataset(spec, length=1).classes[0]}]}))
+    real = CocoDataset(coco, tmp_path)
+    assert DataLoader(real, num_workers=2).balance
+    assert DataLoader(MixedDataset(real, SynthDataset(spec, length=4), 0.5), num_workers=2).balance
+    # an iterable dataset's batches depend on the worker that makes them: never balanced, even when asked
+    stream = SynthIterableDataset(spec, length=12)
+    loader = DataLoader(stream, batch_size=2, num_workers=2, balance=True)
+    it = iter(loader)
+    assert not isinstance(it, _BalancedIter)
+    assert sorted(t["image_id"] for _, ts in it for t in ts) == list(range(12))
+    balanced = SynthDataset(spec, length=12)
+    it = iter(DataLoader(balanced, batch_size=3, num_workers=2))
+    assert isinstance(it, _BalancedIter)
+    for b, (images, targets) in enumerate(it):
+        for k, (image, target) in enumerate(zip(images, targets)):
+            want_image, want = balanced[3 * b + k]
+            assert target["image_id"] == 3 * b + k and torch.equal(image, want_image) and torch.equal(target["boxes"], want["boxes"])
+
+
 HANG = """
 import sys, torch
 from synthgen.torch import SynthDataset, DataLoader

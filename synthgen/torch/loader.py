@@ -9,6 +9,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 from torch.utils.data import get_worker_info
+from torch.utils.data.dataloader import _DatasetKind, _MultiProcessingDataLoaderIter
 
 from .segments import _fresh_storage, _in_one_storage, _OneSegment, _SegmentPool, _split
 
@@ -74,12 +75,65 @@ def _uses_gl(dataset: Any) -> bool:
     return gen is not None and gen.spec.kind == "renderer"
 
 
+def _pure_items(dataset: Any) -> bool:
+    """Whether item i of ``dataset`` is the same whichever worker makes it: synthgen's map-style
+    datasets without a transform (a transform draws from the worker's global random state)."""
+    from .datasets import CocoDataset, MixedDataset, SynthDataset
+
+    if isinstance(dataset, MixedDataset):
+        return _pure_items(dataset.synthetic) and _pure_items(dataset.real)
+    if isinstance(dataset, SynthDataset):
+        return dataset._t.transforms is None
+    return isinstance(dataset, CocoDataset)
+
+
+class _BalancedIter(_MultiProcessingDataLoaderIter):
+    """torch's iterator over worker batches, still yielding them in order, that sends each new
+    batch to the worker with the fewest batches still to make (ties: torch's turn order) instead
+    of to the next worker in turn. In turn, a worker on a slower core (the training process on
+    it, another virtual machine's load on its host core, a batch of larger objects) holds up the
+    order, and the other worker waits idle with its share made."""
+
+    def _try_put_index(self) -> None:
+        if self._tasks_outstanding >= self._prefetch_factor * self._num_workers:
+            raise AssertionError("Number of outstanding tasks exceeded maximum allowed tasks")
+        try:
+            index = self._next_index()
+        except StopIteration:
+            return
+        active = [w for w in range(self._num_workers) if self._workers_status[w]]
+        if not active:
+            return
+        making = [0] * self._num_workers
+        for info in self._task_info.values():
+            if len(info) == 1:  # sent, not yet back
+                making[info[0]] += 1
+        first = next(self._worker_queue_idx_cycle)
+        worker = min(active, key=lambda w: (making[w], (w - first) % self._num_workers))
+        self._index_queues[worker].put((self._send_idx, index))
+        self._task_info[self._send_idx] = (worker,)
+        if hasattr(self, "_workers_num_tasks"):  # torch 2.6 on
+            self._workers_num_tasks[worker] += 1
+        self._tasks_outstanding += 1
+        self._send_idx += 1
+
+
+_BALANCING = all(hasattr(_MultiProcessingDataLoaderIter, name) for name in ("_try_put_index", "_next_index", "_reset"))
+
+
 class DataLoader(torch.utils.data.DataLoader):
     """torch's DataLoader with synthgen's ``collate`` by default, and spawned workers when the
     dataset renders (a worker forked from a process that holds an OpenGL context hangs; spawned
-    workers re-import your script, so start training under ``if __name__ == "__main__":``)."""
+    workers re-import your script, so start training under ``if __name__ == "__main__":``).
 
-    def __init__(self, dataset: Any, *args: Any, **kwargs: Any):
+    ``balance``: send each batch to the worker with the fewest batches still to make, rather than
+    to each worker in turn; batches still come in order. It needs items that are the same
+    whichever worker makes them, so by default (None) it is on for synthgen's map-style datasets
+    without a transform and off otherwise (an iterable dataset's batches depend on the worker,
+    and a transform draws from the worker's random state)."""
+
+    def __init__(self, dataset: Any, *args: Any, balance: bool | None = None, **kwargs: Any):
+        self.balance = _pure_items(dataset) if balance is None else bool(balance)
         if kwargs.get("collate_fn") is None:
             kwargs["collate_fn"] = _SegmentPool() if kwargs.get("num_workers", 0) > 0 else collate
         if kwargs.get("num_workers", 0) > 0 and _uses_gl(dataset) and kwargs.get("multiprocessing_context") is None:
@@ -90,10 +144,21 @@ class DataLoader(torch.utils.data.DataLoader):
             kwargs["worker_init_fn"] = _WorkerStart(pool, share_cores, kwargs.get("worker_init_fn"))
         super().__init__(dataset, *args, **kwargs)
 
+    def _balanced(self) -> bool:
+        return (self.balance and self.num_workers > 1 and _BALANCING and self._dataset_kind == _DatasetKind.Map
+                and getattr(self, "in_order", True))
+
     def _get_iterator(self) -> Any:
-        if self.num_workers > 0 and isinstance(self.collate_fn, _SegmentPool):
-            self.collate_fn.renew(self.num_workers)  # flags of their own for this set of workers
+        if self.num_workers == 0:
+            return super()._get_iterator()
+        pooled = isinstance(self.collate_fn, _SegmentPool)
+        if pooled:  # flags of their own for this set of workers
+            self.collate_fn.renew(self.num_workers)
+        if self._balanced():
+            self.check_worker_number_rationality()
+            it = _BalancedIter(self)
+        else:
             it = super()._get_iterator()
+        if pooled:
             it._synthgen_releases = self.collate_fn._releases  # while it receives, its segments' descriptors stay
-            return it
-        return super()._get_iterator()
+        return it
