@@ -6,6 +6,7 @@ the in-memory compositor against an earlier commit.
     python benchmarks/dataloader.py --memory              # also worker RSS at 1,000, 10,000 and 20,000 samples
     python benchmarks/dataloader.py --handoff             # also what 2 workers hand over at all (zero tensors)
     python benchmarks/dataloader.py --ceiling             # also two independent processes against one (one thread)
+    python benchmarks/dataloader.py --in-turn             # also 2 workers sent batches in turn, as torch does
 
 Loader figures: SynthDataset items (uint8 CHW image, boxes, labels, masks) per second through
 torch's DataLoader (synthgen's collate; spawned workers for the renderer), with 0 and 2 workers,
@@ -18,9 +19,12 @@ from one process) and one thread per process (``cv2.setNumThreads(1)``, ``torch.
 workers; loader overhead under 10%; worker memory flat over 10,000 samples.
 
 ``--ceiling``: also, in the one-thread regime and in the same alternating blocks, the same items
-made by two independent processes (no DataLoader, no batches), each making half of them side by
-side, against one process making all of them: what two processes on this machine do at all, the
-ceiling for the 2-worker ratio.
+made by two independent processes (no DataLoader, no batches; each takes the next 8 items as
+soon as it has made 8, as a balanced loader's workers do), against one process making all of
+them: what two processes on this machine do at all, the ceiling for the 2-worker ratio.
+
+The blocks of a round take turns in a new order every round (plain loop, 0 workers, 2 workers,
+and with ``--ceiling`` one process and two), so none always runs first.
 
 ``--baseline REV``: samples/s of ``Generator[i]`` (the in-memory compositor, 640x480, demo spec)
 for this tree and for REV (a git worktree made for the run), alternating processes.
@@ -87,30 +91,72 @@ class _Helpers:
         code = HELPER.format(root=str(ROOT), spec=str(spec), sets=sets, n=n)
         env = {**os.environ, "LP_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
         self.n = n
-        self.procs = [subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                       text=True, env=env) for _ in range(2)]
+        self.procs = [subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+                      for _ in range(2)]
+        self._buffers = {p.pid: b"" for p in self.procs}
         for p in self.procs:
-            if p.stdout.readline().strip() != "ready":
-                raise SystemExit("a ceiling helper did not start")
+            self._expect(p, "ready")
 
-    def _run(self, jobs: list[tuple[Any, int, int, int]]) -> float:
-        t0 = time.perf_counter()
-        for p, epoch, start, stop in jobs:
-            p.stdin.write(f"{epoch} {start} {stop}\n")
-            p.stdin.flush()
-        for p, *_ in jobs:
-            if p.stdout.readline().strip() != "done":
-                raise SystemExit("a ceiling helper failed")
-        return time.perf_counter() - t0
+    def _expect(self, p: Any, word: str) -> None:
+        """Wait for helper ``p``'s next line that is ``word`` (anything a library prints is skipped)."""
+        while True:
+            line, sep, rest = self._buffers[p.pid].partition(b"\n")
+            if sep:
+                self._buffers[p.pid] = rest
+                if line.strip() == word.encode():
+                    return
+                continue
+            got = os.read(p.stdout.fileno(), 65536)
+            if not got:
+                raise SystemExit(f"a ceiling helper ended (exit {p.wait()}) before saying {word!r}")
+            self._buffers[p.pid] += got
+
+    @staticmethod
+    def _send(p: Any, epoch: int, start: int, stop: int) -> None:
+        p.stdin.write(f"{epoch} {start} {stop}\n".encode())
+        p.stdin.flush()
 
     def one(self, epoch: int) -> float:
         """Seconds for one process to make all n items of ``epoch``."""
-        return self._run([(self.procs[0], epoch, 0, self.n)])
+        t0 = time.perf_counter()
+        self._send(self.procs[0], epoch, 0, self.n)
+        self._expect(self.procs[0], "done")
+        return time.perf_counter() - t0
 
-    def two(self, epoch: int) -> float:
-        """Seconds for two processes side by side to make half of them each."""
-        half = self.n // 2
-        return self._run([(self.procs[0], epoch, 0, half), (self.procs[1], epoch, half, self.n)])
+    def two(self, epoch: int, chunk: int = 8) -> float:
+        """Seconds for two processes side by side to make them, ``chunk`` items at a time, each
+        taking the next chunk as soon as it has done one (two chunks ahead each, as loader workers
+        have): which process makes what follows their speed, as in a balanced loader."""
+        import selectors
+
+        chunks = [(a, min(a + chunk, self.n)) for a in range(0, self.n, chunk)][::-1]
+        ahead = dict.fromkeys(self.procs, 0)
+        sel = selectors.DefaultSelector()
+        for p in self.procs:
+            sel.register(p.stdout.fileno(), selectors.EVENT_READ, p)
+        t0 = time.perf_counter()
+        for _ in range(2):
+            for p in self.procs:
+                if chunks:
+                    self._send(p, epoch, *chunks.pop())
+                    ahead[p] += 1
+        while any(ahead.values()):
+            for key, _ in sel.select():
+                p = key.data
+                got = os.read(p.stdout.fileno(), 65536)
+                if not got:
+                    raise SystemExit(f"a ceiling helper ended (exit {p.wait()})")
+                self._buffers[p.pid] += got
+                while b"\n" in self._buffers[p.pid]:
+                    line, _, self._buffers[p.pid] = self._buffers[p.pid].partition(b"\n")
+                    if line.strip() != b"done":
+                        continue
+                    ahead[p] -= 1
+                    if chunks:
+                        self._send(p, epoch, *chunks.pop())
+                        ahead[p] += 1
+        sel.close()
+        return time.perf_counter() - t0
 
     def close(self) -> None:
         for p in self.procs:
@@ -118,7 +164,7 @@ class _Helpers:
             p.wait()
 
 
-def loader_figures(n: int, rounds: int, one_thread: bool, ceiling: bool = False) -> None:
+def loader_figures(n: int, rounds: int, one_thread: bool, ceiling: bool = False, in_turn: bool = False) -> None:
     if one_thread:
         import cv2
         import torch
@@ -132,7 +178,9 @@ def loader_figures(n: int, rounds: int, one_thread: bool, ceiling: bool = False)
 
     for name, (spec, sets) in CONFIGS.items():
         ds = SynthDataset(Generator.from_yaml(spec, overrides=sets), length=n)
-        loaders = {w: DataLoader(ds, batch_size=8, num_workers=w, persistent_workers=w > 0) for w in (0, 2)}
+        loaders: dict[Any, Any] = {w: DataLoader(ds, batch_size=8, num_workers=w, persistent_workers=w > 0) for w in (0, 2)}
+        if in_turn:  # torch's own order: batch k to worker k mod 2
+            loaders["turn"] = DataLoader(ds, batch_size=8, num_workers=2, persistent_workers=True, balance=False)
         ds.set_epoch(1000)
         for w, loader in loaders.items():  # warm up: workers started, assets decoded, GL and shaders made
             for _ in range(2):
@@ -141,31 +189,33 @@ def loader_figures(n: int, rounds: int, one_thread: bool, ceiling: bool = False)
         for i in range(n):
             ds[i]
         helpers = _Helpers(spec, sets, n) if ceiling else None
-        t: dict[Any, float] = {"plain": 0.0, 0: 0.0, 2: 0.0, "one": 0.0, "two": 0.0}
+        blocks: list[Any] = ["plain", *loaders] + (["one", "two"] if helpers is not None else [])
+        t: dict[Any, float] = dict.fromkeys(blocks, 0.0)
         per_round = []
         for r in range(rounds):
             ds.set_epoch(r + 1)  # new samples every round, the same for all
-            t0 = time.perf_counter()
-            for i in range(n):
-                ds[i]
-            t["plain"] += time.perf_counter() - t0
             this = {}
-            for w, loader in loaders.items():
+            for block in blocks[r % len(blocks):] + blocks[:r % len(blocks)]:
                 t0 = time.perf_counter()
-                for _ in loader:
-                    pass
-                this[w] = time.perf_counter() - t0
-                t[w] += this[w]
-            if helpers is not None:
-                this["one"], this["two"] = helpers.one(r + 1), helpers.two(r + 1)
-                t["one"] += this["one"]
-                t["two"] += this["two"]
+                if block == "plain":
+                    for i in range(n):
+                        ds[i]
+                elif block in loaders:
+                    for _ in loaders[block]:
+                        pass
+                else:
+                    (helpers.one if block == "one" else helpers.two)(r + 1)
+                this[block] = time.perf_counter() - t0
+                t[block] += this[block]
             per_round.append(this)
         if helpers is not None:
             helpers.close()
         rate = {k: n * rounds / v for k, v in t.items() if v}
         print(f"  {name}: plain loop {rate['plain']:6.1f}/s, DataLoader 0 workers {rate[0]:6.1f}/s "
               f"(overhead {rate['plain'] / rate[0] - 1:+.1%}), 2 workers {rate[2]:6.1f}/s = {rate[2] / rate[0]:.2f}x 0 workers")
+        if in_turn:
+            print(f"    2 workers in turn (torch's order, balance=False): {rate['turn']:6.1f}/s = {rate['turn'] / rate[0]:.2f}x 0 workers; "
+                  "per round, balanced / in turn: " + ", ".join(f"{x[0] / x[2]:.2f} / {x[0] / x['turn']:.2f}" for x in per_round))
         if helpers is not None:
             print(f"    ceiling: two independent processes {rate['two']:6.1f}/s = {rate['two'] / rate['one']:.2f}x one "
                   f"({rate['one']:6.1f}/s); 2 workers reach {(rate[2] / rate[0]) / (rate['two'] / rate['one']):.0%} of it")
@@ -281,10 +331,12 @@ def main() -> None:
     ap.add_argument("--handoff", action="store_true", help="also what 2 workers can hand over at all (zero tensors)")
     ap.add_argument("--ceiling", action="store_true",
                     help="also the same items from two independent processes against one (one-thread regime)")
+    ap.add_argument("--in-turn", action="store_true",
+                    help="also 2 workers sent batches in turn (torch's order, balance=False) against balanced ones")
     ap.add_argument("--regime", choices=["default", "one-thread"], help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.regime:  # a child: one regime, in a process of its own
-        loader_figures(args.n, args.rounds, args.regime == "one-thread", args.ceiling)
+        loader_figures(args.n, args.rounds, args.regime == "one-thread", args.ceiling, args.in_turn)
         return
     if args.baseline:
         against(args.baseline, 400, args.rounds)
@@ -292,7 +344,8 @@ def main() -> None:
         for regime in ("default", "one-thread"):
             env = {**os.environ, **({"LP_NUM_THREADS": "1"} if regime == "one-thread" else {})}
             subprocess.run([sys.executable, __file__, "--regime", regime, "--n", str(args.n), "--rounds", str(args.rounds),
-                            *(["--ceiling"] if args.ceiling and regime == "one-thread" else [])], check=True, env=env)
+                            *(["--ceiling"] if args.ceiling and regime == "one-thread" else []),
+                            *(["--in-turn"] if args.in_turn else [])], check=True, env=env)
     if args.handoff:
         handoff(args.rounds)
     if args.memory:
