@@ -137,6 +137,61 @@ def test_albumentations_flip_and_crop_keep_boxes_masks_and_labels_together(spec)
         assert torch.equal(b["boxes"], mirrored)
 
 
+def _draws(image, target):
+    """A transform of your own that draws from torch, Python's random and numpy's global state:
+    a flip (image and masks) and a brightness shift."""
+    import random
+
+    flip = bool(torch.rand(()) < 0.5)
+    shift = random.randrange(40) + int(np.random.randint(40))
+    image = (image.flip(-1) if flip else image).int().add(shift).clamp(0, 255).to(torch.uint8)
+    target["masks"] = target["masks"].flip(-1) if flip else target["masks"]
+    return image, target
+
+
+def _albumentations_draws():
+    import albumentations as A
+
+    return A.Compose([A.HorizontalFlip(p=0.5), A.RandomBrightnessContrast(p=0.5)],
+                     bbox_params=A.BboxParams(format="pascal_voc", label_fields=["ids"], min_visibility=0.0))
+
+
+@pytest.mark.parametrize("kind", ["own function", "albumentations"])
+def test_a_transform_draws_the_same_for_a_sample_in_any_order_and_from_any_worker(spec, kind):
+    """Item i with a random transform is a function of (seed, epoch, i): the same read forwards
+    or backwards, with 0 or 2 workers (balanced or in turn), and a new draw every item and epoch;
+    the caller's own random state is left as it was."""
+    import random
+
+    make = (lambda: _draws) if kind == "own function" else _albumentations_draws
+    ds = SynthDataset(spec, length=12, transforms=make())
+    torch.manual_seed(5), random.seed(5), np.random.seed(5)
+    before = torch.get_rng_state(), random.getstate(), np.random.get_state()[1].copy()
+    forwards = [ds[i] for i in range(12)]
+    backwards = [ds[i] for i in reversed(range(12))][::-1]
+    assert torch.equal(torch.get_rng_state(), before[0]) and random.getstate() == before[1]
+    assert np.array_equal(np.random.get_state()[1], before[2])
+    again = SynthDataset(spec, length=12, transforms=make())  # a new transform object, the same draws
+    plain = SynthDataset(spec, length=12)
+    drawn = set()  # whether each item was flipped (own function) or left as it was (albumentations)
+    for i, ((a, ta), (b, tb)) in enumerate(zip(forwards, backwards)):
+        c, tc = again[i]
+        assert torch.equal(a, b) and torch.equal(a, c) and torch.equal(ta["boxes"], tb["boxes"]) and torch.equal(ta["boxes"], tc["boxes"])
+        p, tp = plain[i]
+        if kind == "albumentations":
+            drawn.add(torch.equal(a, p))
+        elif len(tp["masks"]):
+            drawn.add(torch.equal(ta["masks"], tp["masks"].flip(-1)))
+    assert drawn == {True, False}  # a draw of its own for every item, not one for all
+    for balance in (True, False):
+        loaded = [(im, t) for images, targets in DataLoader(ds, batch_size=3, num_workers=2, balance=balance)
+                  for im, t in zip(images, targets)]
+        for (a, ta), (b, tb) in zip(forwards, loaded):
+            assert torch.equal(a, b) and torch.equal(ta["boxes"], tb["boxes"]), balance
+    ds.set_epoch(1)
+    assert any(not torch.equal(ds[i][0], forwards[i][0]) for i in range(12))
+
+
 def test_mixed_dataset_has_the_share_of_real_images_in_every_batch(spec, assets, tmp_path):
     real_raw = base_spec(assets)
     real_raw["classes"] = {k: real_raw["classes"][k] for k in ("bar", "ring")}  # other order, fewer classes
@@ -327,7 +382,9 @@ def test_balancing_is_on_by_default_only_where_an_item_is_the_same_from_any_work
     from synthgen.torch.loader import _BalancedIter
 
     assert DataLoader(SynthDataset(spec, length=4), num_workers=2).balance
-    assert not DataLoader(SynthDataset(spec, length=4, transforms=lambda im, t: (im, t)), num_workers=2).balance
+    assert DataLoader(SynthDataset(spec, length=4, transforms=_draws), num_workers=2).balance  # seeded by the sample
+    assert not DataLoader(_Uneven(), num_workers=2, balance=None).balance
+    assert DataLoader(_Uneven(), num_workers=2, balance=True).balance
     assert not DataLoader(SynthIterableDataset(spec, length=4), num_workers=2).balance
     assert not DataLoader(_Uneven(), num_workers=2).balance
     coco = tmp_path / "c.json"

@@ -3,8 +3,10 @@ package), with a torchvision v2 or albumentations transform applied to image and
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from typing import Any, Callable
+import random
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -12,6 +14,7 @@ import torch
 from .. import arena
 from ..errors import SynthgenError
 from ..generator import Generator
+from ..rng import TRANSFORMS
 from ..sample import Sample
 
 
@@ -58,7 +61,8 @@ class _Targets:
         sample = self.gen.sample(index)
         image, target = to_torch(sample, self.with_masks or self.transforms is not None, **self.extras)
         if self.transforms is not None:
-            image, target = (_apply_albumentations if self._albu else _apply_torchvision)(self.transforms, image, target)
+            with _draws_of(index, self.gen.seed, self.transforms if self._albu else None):
+                image, target = (_apply_albumentations if self._albu else _apply_torchvision)(self.transforms, image, target)
             if not self.with_masks:
                 target.pop("masks")
         if self.float_images:
@@ -106,6 +110,29 @@ def to_torch(sample: Sample, masks: bool = True, keypoints: bool = False, depth:
 
 
 # -- transforms ---------------------------------------------------------------------------------
+@contextlib.contextmanager
+def _draws_of(index: int, seed: int, albumentations: Any = None) -> Iterator[None]:
+    """A transform's random draws for sample ``index`` come from (seed, index) alone, so item i
+    is the same whichever worker makes it, in any order, with any number of workers: torch's
+    default generator (torchvision's v2 transforms draw from it), Python's ``random`` and numpy's
+    global state (a plain function's draws) are seeded for the call and put back as they were
+    afterwards; an albumentations Compose gets generators of its own for the call."""
+    s = [int(x) for x in np.random.SeedSequence(int(seed), spawn_key=(int(index), TRANSFORMS)).generate_state(3)]
+    gen = torch.default_generator
+    saved = gen.get_state(), random.getstate(), np.random.get_state()
+    gen.manual_seed(s[0])
+    random.seed(s[1])
+    np.random.seed(s[2])
+    if albumentations is not None and hasattr(albumentations, "set_random_state"):
+        albumentations.set_random_state(np.random.default_rng(s[2]), random.Random(s[1]))
+    try:
+        yield
+    finally:
+        gen.set_state(saved[0])
+        random.setstate(saved[1])
+        np.random.set_state(saved[2])
+
+
 def _is_albumentations(t: Any) -> bool:
     if t is None:
         return False

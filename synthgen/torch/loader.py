@@ -77,14 +77,10 @@ def _uses_gl(dataset: Any) -> bool:
 
 def _pure_items(dataset: Any) -> bool:
     """Whether item i of ``dataset`` is the same whichever worker makes it: synthgen's map-style
-    datasets without a transform (a transform draws from the worker's global random state)."""
+    datasets (a transform's draws are seeded by the sample index too)."""
     from .datasets import CocoDataset, MixedDataset, SynthDataset
 
-    if isinstance(dataset, MixedDataset):
-        return _pure_items(dataset.synthetic) and _pure_items(dataset.real)
-    if isinstance(dataset, SynthDataset):
-        return dataset._t.transforms is None
-    return isinstance(dataset, CocoDataset)
+    return isinstance(dataset, (SynthDataset, MixedDataset, CocoDataset))
 
 
 class _BalancedIter(_MultiProcessingDataLoaderIter):
@@ -129,8 +125,8 @@ class DataLoader(torch.utils.data.DataLoader):
     ``balance``: send each batch to the worker with the fewest batches still to make, rather than
     to each worker in turn; batches still come in order. It needs items that are the same
     whichever worker makes them, so by default (None) it is on for synthgen's map-style datasets
-    without a transform and off otherwise (an iterable dataset's batches depend on the worker,
-    and a transform draws from the worker's random state)."""
+    and off otherwise: an iterable dataset's batches depend on the worker, and a dataset of your
+    own may draw from its worker's random state. Never for an iterable dataset."""
 
     def __init__(self, dataset: Any, *args: Any, balance: bool | None = None, **kwargs: Any):
         self.balance = _pure_items(dataset) if balance is None else bool(balance)
