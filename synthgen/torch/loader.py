@@ -93,17 +93,19 @@ class _BalancedIter(_MultiProcessingDataLoaderIter):
     def _try_put_index(self) -> None:
         if self._tasks_outstanding >= self._prefetch_factor * self._num_workers:
             raise AssertionError("Number of outstanding tasks exceeded maximum allowed tasks")
-        try:
-            index = self._next_index()
-        except StopIteration:
-            return
-        active = [w for w in range(self._num_workers) if self._workers_status[w]]
-        if not active:
-            return
         making = [0] * self._num_workers
         for info in self._task_info.values():
             if len(info) == 1:  # sent, not yet back
                 making[info[0]] += 1
+        # at most prefetch_factor batches in the making per worker, as in turn (so one always has
+        # room while the window of prefetch_factor x workers batches is not full)
+        active = [w for w in range(self._num_workers) if self._workers_status[w] and making[w] < self._prefetch_factor]
+        if not active:
+            return
+        try:
+            index = self._next_index()
+        except StopIteration:
+            return
         first = next(self._worker_queue_idx_cycle)
         worker = min(active, key=lambda w: (making[w], (w - first) % self._num_workers))
         self._index_queues[worker].put((self._send_idx, index))
