@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -212,13 +213,14 @@ def loader_figures(n: int, rounds: int, one_thread: bool, ceiling: bool = False,
             helpers.close()
         rate = {k: n * rounds / v for k, v in t.items() if v}
         print(f"  {name}: plain loop {rate['plain']:6.1f}/s, DataLoader 0 workers {rate[0]:6.1f}/s "
-              f"(overhead {rate['plain'] / rate[0] - 1:+.1%}), 2 workers {rate[2]:6.1f}/s = {rate[2] / rate[0]:.2f}x 0 workers")
+              f"(overhead {rate['plain'] / rate[0] - 1:+.1%}), 2 workers {rate[2]:6.1f}/s = {rate[2] / rate[0]:.2f}x 0 workers "
+              f"(median of rounds {statistics.median(x[0] / x[2] for x in per_round):.2f}x)")
         if in_turn:
             print(f"    2 workers in turn (torch's order, balance=False): {rate['turn']:6.1f}/s = {rate['turn'] / rate[0]:.2f}x 0 workers; "
                   "per round, balanced / in turn: " + ", ".join(f"{x[0] / x[2]:.2f} / {x[0] / x['turn']:.2f}" for x in per_round))
         if helpers is not None:
             print(f"    ceiling: two independent processes {rate['two']:6.1f}/s = {rate['two'] / rate['one']:.2f}x one "
-                  f"({rate['one']:6.1f}/s); 2 workers reach {(rate[2] / rate[0]) / (rate['two'] / rate['one']):.0%} of it")
+                  f"({rate['one']:.1f}/s; median of rounds {statistics.median(x['one'] / x['two'] for x in per_round):.2f}x); 2 workers reach {(rate[2] / rate[0]) / (rate['two'] / rate['one']):.0%} of it")
             print("    per round, 2 workers / 0 workers; two processes / one: "
                   + ", ".join(f"{x[0] / x[2]:.2f}; {x['one'] / x['two']:.2f}" for x in per_round))
 
