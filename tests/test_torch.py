@@ -366,10 +366,13 @@ def test_a_slow_worker_is_sent_fewer_batches_and_batches_still_come_in_order():
     for balance in (True, False):
         loader = DataLoader(_Uneven(), batch_size=4, num_workers=2, balance=balance)
         items, workers = [], []
-        for images, targets in loader:
+        it = iter(loader)
+        for images, targets in it:
             items += [int(x) for x in images]
             workers.append(targets[0]["worker"])
             assert {t["worker"] for t in targets} == {workers[-1]}
+            making = [sum(1 for v in it._task_info.values() if len(v) == 1 and v[0] == w) for w in (0, 1)]
+            assert max(making) <= loader.prefetch_factor, making  # as many in the making per worker as torch allows
         assert items == list(range(96)), balance
         if balance:
             assert workers.count(0) <= 9, workers  # 80 ms a batch against next to nothing: 8 of 24 here, 12 in turn

@@ -97,9 +97,9 @@ class _BalancedIter(_MultiProcessingDataLoaderIter):
         for info in self._task_info.values():
             if len(info) == 1:  # sent, not yet back
                 making[info[0]] += 1
-        # at most prefetch_factor batches in the making per worker, as in turn (so one always has
-        # room while the window of prefetch_factor x workers batches is not full)
-        active = [w for w in range(self._num_workers) if self._workers_status[w] and making[w] < self._prefetch_factor]
+        # the fewest in the making is below prefetch_factor while the window of prefetch_factor x
+        # workers batches has room, so no worker ever has more than prefetch_factor, as in turn
+        active = [w for w in range(self._num_workers) if self._workers_status[w]]
         if not active:
             return
         try:
