@@ -98,19 +98,18 @@ class _Helpers:
         for p in self.procs:
             self._expect(p, "ready")
 
+    def _lines(self, p: Any) -> list[bytes]:
+        """The whole lines helper ``p`` has written since last asked (waits for some output)."""
+        got = os.read(p.stdout.fileno(), 65536)
+        if not got:
+            raise SystemExit(f"a ceiling helper ended (exit {p.wait()})")
+        *lines, self._buffers[p.pid] = (self._buffers[p.pid] + got).split(b"\n")
+        return [line.strip() for line in lines]
+
     def _expect(self, p: Any, word: str) -> None:
-        """Wait for helper ``p``'s next line that is ``word`` (anything a library prints is skipped)."""
-        while True:
-            line, sep, rest = self._buffers[p.pid].partition(b"\n")
-            if sep:
-                self._buffers[p.pid] = rest
-                if line.strip() == word.encode():
-                    return
-                continue
-            got = os.read(p.stdout.fileno(), 65536)
-            if not got:
-                raise SystemExit(f"a ceiling helper ended (exit {p.wait()}) before saying {word!r}")
-            self._buffers[p.pid] += got
+        """Wait for helper ``p`` to say ``word`` (anything a library prints is skipped)."""
+        while word.encode() not in self._lines(p):
+            pass
 
     @staticmethod
     def _send(p: Any, epoch: int, start: int, stop: int) -> None:
@@ -144,14 +143,7 @@ class _Helpers:
         while any(ahead.values()):
             for key, _ in sel.select():
                 p = key.data
-                got = os.read(p.stdout.fileno(), 65536)
-                if not got:
-                    raise SystemExit(f"a ceiling helper ended (exit {p.wait()})")
-                self._buffers[p.pid] += got
-                while b"\n" in self._buffers[p.pid]:
-                    line, _, self._buffers[p.pid] = self._buffers[p.pid].partition(b"\n")
-                    if line.strip() != b"done":
-                        continue
+                for _ in range(self._lines(p).count(b"done")):
                     ahead[p] -= 1
                     if chunks:
                         self._send(p, epoch, *chunks.pop())

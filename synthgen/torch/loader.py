@@ -116,7 +116,7 @@ class _BalancedIter(_MultiProcessingDataLoaderIter):
         self._send_idx += 1
 
 
-_BALANCING = all(hasattr(_MultiProcessingDataLoaderIter, name) for name in ("_try_put_index", "_next_index", "_reset"))
+_BALANCING = all(hasattr(_MultiProcessingDataLoaderIter, name) for name in ("_try_put_index", "_next_index"))
 
 
 class DataLoader(torch.utils.data.DataLoader):
