@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+from multiprocessing.reduction import ForkingPickler
 from typing import Any, Callable, Sequence
 
 import torch
@@ -88,35 +89,72 @@ class _BalancedIter(_MultiProcessingDataLoaderIter):
     batch to the worker with the fewest batches still to make (ties: torch's turn order) instead
     of to the next worker in turn. In turn, a worker on a slower core (the training process on
     it, another virtual machine's load on its host core, a batch of larger objects) holds up the
-    order, and the other worker waits idle with its share made."""
+    order, and the other worker waits idle with its share made.
+
+    torch sends one batch for each batch the loop takes, so a worker whose batches came before
+    the one the loop waits for has nothing left to make until that one comes. Here, batches
+    that came early wait in this process and their worker is sent more, as long as it has fewer
+    than ``prefetch_factor`` in the making (as torch allows each worker) and the batches sent and
+    not yet taken by the loop stay within twice torch's ``prefetch_factor x num_workers``."""
 
     def _try_put_index(self) -> None:
-        if self._tasks_outstanding >= self._prefetch_factor * self._num_workers:
-            raise AssertionError("Number of outstanding tasks exceeded maximum allowed tasks")
+        self._send_next()
+
+    def _send_next(self) -> bool:
+        """Send the next batch to the worker with the fewest in the making, if one has room and
+        the window allows; whether one was sent."""
+        if self._send_idx - self._rcvd_idx >= 2 * self._prefetch_factor * self._num_workers:
+            return False
         making = [0] * self._num_workers
         for info in self._task_info.values():
             if len(info) == 1:  # sent, not yet back
                 making[info[0]] += 1
-        # the fewest in the making is below prefetch_factor while the window of prefetch_factor x
-        # workers batches has room, so no worker ever has more than prefetch_factor, as in turn
-        active = [w for w in range(self._num_workers) if self._workers_status[w]]
-        if not active:
-            return
+        room = [w for w in range(self._num_workers) if self._workers_status[w] and making[w] < self._prefetch_factor]
+        if not room:
+            return False
         try:
             index = self._next_index()
         except StopIteration:
-            return
+            return False
         first = next(self._worker_queue_idx_cycle)
-        worker = min(active, key=lambda w: (making[w], (w - first) % self._num_workers))
-        self._index_queues[worker].put((self._send_idx, index))
+        worker = min(room, key=lambda w: (making[w], (w - first) % self._num_workers))
+        _put_now(self._index_queues[worker], (self._send_idx, index))
         self._task_info[self._send_idx] = (worker,)
         if hasattr(self, "_workers_num_tasks"):  # torch 2.6 on
             self._workers_num_tasks[worker] += 1
         self._tasks_outstanding += 1
         self._send_idx += 1
+        return True
+
+    def _get_data(self) -> Any:
+        # about to wait for a batch: workers whose batches came early have room for more
+        while self._send_next():
+            pass
+        return super()._get_data()
 
 
-_BALANCING = all(hasattr(_MultiProcessingDataLoaderIter, name) for name in ("_try_put_index", "_next_index"))
+def _put_now(queue: Any, obj: Any) -> None:
+    """``queue.put(obj)`` for a worker's index queue, written to its pipe by this thread rather
+    than handed to the queue's feeder thread: that thread needs this process's interpreter lock,
+    which the training loop holds between batches, so a worker could wait a training step for
+    its next batch. An index is a few bytes; the pipe never fills with them. Where the feeder
+    thread still holds something (torch's own puts) or the queue is not the multiprocessing one
+    this knows, it is ``put`` as usual, so nothing overtakes what was put before."""
+    try:
+        sem, wlock, writer, buffer, closed = queue._sem, queue._wlock, queue._writer, queue._buffer, queue._closed
+    except AttributeError:
+        return queue.put(obj)
+    if buffer or closed or not sem.acquire(False):
+        return queue.put(obj)
+    data = ForkingPickler.dumps(obj)
+    if wlock is None:
+        writer.send_bytes(data)
+    else:
+        with wlock:
+            writer.send_bytes(data)
+
+
+_BALANCING = all(hasattr(_MultiProcessingDataLoaderIter, name) for name in ("_try_put_index", "_next_index", "_get_data"))
 
 
 class DataLoader(torch.utils.data.DataLoader):
