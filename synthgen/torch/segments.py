@@ -13,6 +13,7 @@ import os
 import weakref
 from typing import Any, Callable, Sequence
 
+import numpy as np
 import torch
 from torch.utils.data import get_worker_info
 
@@ -77,15 +78,14 @@ class _Drawn:
     """The arena of one item (``synthgen.arena``): hands out the segment's bytes from ``start``
     on, and says which of the item's tensors lie in what it handed out."""
 
-    def __init__(self, whole: Any, start: int):
-        self.whole, self.start, self.end = whole, start, start
-        self.base = whole.ctypes.data
+    def __init__(self, whole: Any, base: int, start: int):
+        self.whole, self.base, self.start, self.end = whole, base, start, start  # base: whole's address
 
     def __call__(self, shape: tuple[int, ...], dtype: Any) -> Any:
         nbytes = int(math.prod(shape)) * dtype.itemsize
         if self.end + nbytes > len(self.whole):
             return None  # made as usual, and copied
-        a = self.whole[self.end : self.end + nbytes].view(dtype).reshape(shape)
+        a = np.ndarray(shape, dtype, self.whole, self.end)  # a view of the segment's bytes from self.end on
         self.end += -(-nbytes // _ALIGN) * _ALIGN
         return a
 
@@ -224,8 +224,9 @@ class _SegmentPool:
     def _write(self, get: Callable[[int], Any], indices: Sequence[int], storage: Any, slot: int) -> list[Any]:
         room, offset, items = storage.nbytes(), 0, []
         whole = torch.empty(0, dtype=torch.uint8).set_(storage).numpy()  # the segment's bytes
+        base = whole.ctypes.data
         for n, i in enumerate(indices):
-            drawn = _Drawn(whole, offset)
+            drawn = _Drawn(whole, base, offset)
             with arena.using(drawn):  # what the item makes through synthgen.arena is made in the segment
                 image, target = get(i)
             tensors = [(k, t, drawn.place(t)) for k, t in (("", image), *target.items()) if isinstance(t, torch.Tensor)]
@@ -391,8 +392,12 @@ def _unpacked(whole: Any, images: list[Any], targets: list[dict[str, Any]], layo
     its target; offset in elements, dtype, shape, stride, class, the instance's own attributes (a
     torchvision tensor's format, canvas size))."""
     storage = whole.untyped_storage() if whole is not None else None
+    bases: dict[Any, Any] = {}  # dtype -> an empty tensor of that dtype on the storage, to view it from
     for where, offset, dtype, shape, stride, cls, attrs in layout:
-        v = torch.empty(0, dtype=dtype).set_(storage, offset, shape, stride)
+        base = bases.get(dtype)
+        if base is None:
+            base = bases[dtype] = torch.empty(0, dtype=dtype).set_(storage, 0, (0,), (1,))
+        v = base.as_strided(shape, stride, offset)  # checked against the storage's size, as set_ is
         if cls is not torch.Tensor:
             v = v.as_subclass(cls)
             if attrs:
