@@ -682,3 +682,14 @@ def test_a_balanced_loader_sends_indices_without_feeder_threads(spec):
     assert [len(images) for images, _ in it] == [3, 3, 3, 3]
     assert all(q._thread is None for q in it._index_queues)
     assert [len(images) for images, _ in loader] == [3, 3, 3, 3]  # a second epoch (torch's resume message put first)
+
+
+def test_a_balanced_loader_with_persistent_workers_starts_a_new_epoch_after_one_left_early():
+    """A new epoch of persistent workers begins with torch waiting for each worker to confirm it,
+    dropping whatever else comes meanwhile (the rest of the epoch left early): no batch of the
+    new epoch may be sent before that, or it is dropped and the loop waits for it forever."""
+    loader = DataLoader(_Uneven(), batch_size=4, num_workers=2, balance=True, persistent_workers=True, timeout=30)
+    for _ in range(3):
+        for _ in loader:
+            break  # left early: the workers are still making the rest of the window
+        assert [int(x) for images, _ in loader for x in images] == list(range(96))

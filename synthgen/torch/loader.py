@@ -126,9 +126,18 @@ class _BalancedIter(_MultiProcessingDataLoaderIter):
         self._send_idx += 1
         return True
 
+    def _reset(self, loader: Any, first_iter: bool = False) -> None:
+        # torch waits here for each persistent worker to confirm a new epoch, and drops whatever
+        # else comes meanwhile (batches of the epoch left early): nothing may be sent until then
+        self._resetting = True
+        try:
+            super()._reset(loader, first_iter)
+        finally:
+            self._resetting = False
+
     def _get_data(self) -> Any:
         # about to wait for a batch: workers whose batches came early have room for more
-        while self._send_next():
+        while not getattr(self, "_resetting", False) and self._send_next():
             pass
         return super()._get_data()
 
@@ -154,7 +163,7 @@ def _put_now(queue: Any, obj: Any) -> None:
             writer.send_bytes(data)
 
 
-_BALANCING = all(hasattr(_MultiProcessingDataLoaderIter, name) for name in ("_try_put_index", "_next_index", "_get_data"))
+_BALANCING = all(hasattr(_MultiProcessingDataLoaderIter, name) for name in ("_try_put_index", "_next_index", "_get_data", "_reset"))
 
 
 class DataLoader(torch.utils.data.DataLoader):
