@@ -97,6 +97,8 @@ class _BalancedIter(_MultiProcessingDataLoaderIter):
     than ``prefetch_factor`` in the making (as torch allows each worker) and the batches sent and
     not yet taken by the loop stay within twice torch's ``prefetch_factor x num_workers``."""
 
+    _resetting = False  # in torch's _reset, where nothing may be sent beyond what it sends itself
+
     def _try_put_index(self) -> None:
         self._send_next()
 
@@ -137,7 +139,7 @@ class _BalancedIter(_MultiProcessingDataLoaderIter):
 
     def _get_data(self) -> Any:
         # about to wait for a batch: workers whose batches came early have room for more
-        while not getattr(self, "_resetting", False) and self._send_next():
+        while not self._resetting and self._send_next():
             pass
         return super()._get_data()
 
