@@ -7,8 +7,12 @@ from __future__ import annotations
 import errno
 import glob
 import os
+import re
 import struct
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -38,7 +42,40 @@ def expand_paths(base: Path, pattern: str, key: str) -> list[str]:
     return [os.path.relpath(p, base) for p in files]
 
 
-MAX_PIXELS = 1 << 28  # 268 megapixels: larger images are refused, not decoded into memory
+MAX_PIXELS = 1 << 28  # 268 megapixels: the limit where a program has turned Pillow's off
+
+
+def pixel_limit() -> int:
+    """The most pixels an image may have; larger ones are refused from their header, never
+    decoded. Pillow's own limit (twice ``PIL.Image.MAX_IMAGE_PIXELS``: about 179 megapixels,
+    unless the program using synthgen set it), or ``MAX_PIXELS`` where it is turned off."""
+    pillow = Image.MAX_IMAGE_PIXELS
+    return 2 * int(pillow) if pillow else MAX_PIXELS
+
+
+def _megapixels(pixels: int) -> str:
+    return f"{pixels / 1e6:,.0f}" if pixels >= 1e6 else f"{pixels / 1e6:.2g}"
+
+
+def _too_large(name: str, pixels: int, size: str = "") -> SpecError:
+    return SpecError(f"{name}: {size + ' ' if size else ''}is too large ({_megapixels(pixels)} megapixels; images of "
+                     f"at most {_megapixels(pixel_limit())} megapixels are read: scale it down)")
+
+
+@contextmanager
+def _opening(name: str) -> Iterator[None]:
+    """Around Pillow's opening of a file: an image over the pixel limit is one clear line, and
+    one under it loads without Pillow's decompression-bomb warning (meant for images from
+    strangers, where synthgen decodes the user's own files and refuses larger ones itself)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            yield
+        except Image.DecompressionBombError as e:
+            found = re.search(r"\((\d+) pixels\)", str(e))
+            if found is None:
+                raise SpecError(f"{name}: is too large to decode ({e})") from None
+            raise _too_large(name, int(found.group(1))) from None
 
 
 def _why(e: OSError) -> str:
@@ -83,12 +120,13 @@ def read_image(path: str | Path, mode: str = "RGB") -> np.ndarray:
     if st.st_size == 0:
         raise SpecError(f"{name}: is empty (0 bytes)")
     try:
-        with Image.open(path) as im:
+        with _opening(name), Image.open(path) as im:
             w, h = im.size
-            if w * h > MAX_PIXELS:
-                raise SpecError(f"{name}: {w}x{h} is too large (more than {MAX_PIXELS // 1_000_000} megapixels)")
+            if w * h > pixel_limit():
+                raise _too_large(name, w * h, f"{w}x{h}")
             im.load()
-            return _as_array(ImageOps.exif_transpose(im), mode)
+            ImageOps.exif_transpose(im, in_place=True)  # no copy of the pixels where none is turned
+            return _as_array(im, mode)
     except SpecError:
         raise
     except UnidentifiedImageError:
@@ -97,29 +135,58 @@ def read_image(path: str | Path, mode: str = "RGB") -> np.ndarray:
         if e.errno is not None:
             raise SpecError(f"{name}: {_why(e)}") from None
         raise SpecError(f"{name}: cannot be decoded: truncated or corrupt ({e})") from None
-    except (SyntaxError, ValueError, EOFError, struct.error, Image.DecompressionBombError, MemoryError) as e:
+    except (SyntaxError, ValueError, EOFError, struct.error, MemoryError) as e:
         raise SpecError(f"{name}: cannot be decoded: truncated or corrupt ({e})") from None
 
 
 def _as_array(im: Image.Image, mode: str) -> np.ndarray:
-    if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):  # 16-bit or float grey
-        arr = np.asarray(im, dtype=np.float64)
-        top = 65535.0 if im.mode != "F" and arr.max(initial=0) > 255 else 255.0
-        im = Image.fromarray(np.clip(np.round(arr * (255.0 / top)), 0, 255).astype(np.uint8), "L")
-    # np.array, not asarray: a writable array of our own (Pillow's buffer is read-only)
-    return np.array(im.convert({"L": "L", "RGBA": "RGBA"}.get(mode, "RGB")))
+    """The pixels of loaded image ``im`` in ``mode``, a writable array of our own; ``im`` is
+    closed. A big photo is held about twice at once, not five times: no copy where nothing is
+    converted, the decoded image let go as soon as it is converted, and the pixels taken out in
+    strips (``np.array`` of a whole image holds its bytes twice over besides)."""
+    out = im
+    if out.mode in ("I;16", "I;16B", "I;16L", "I", "F"):  # 16-bit or float grey
+        arr = np.asarray(out, dtype=np.float64)
+        top = 65535.0 if out.mode != "F" and arr.max(initial=0) > 255 else 255.0
+        out = Image.fromarray(np.clip(np.round(arr * (255.0 / top)), 0, 255).astype(np.uint8), "L")
+    target = {"L": "L", "RGBA": "RGBA"}.get(mode, "RGB")
+    if out.mode != target:
+        out = out.convert(target)
+    if out is not im:
+        im.close()
+    try:
+        return _pixels(out)
+    finally:
+        out.close()
+
+
+_STRIP_BYTES = 1 << 20  # bytes of pixels taken out at a time
+
+
+def _pixels(im: Image.Image) -> np.ndarray:
+    """``np.array(im)`` without its two whole copies of the pixels as bytes: strip by strip."""
+    w, h = im.size
+    rows = max(1, _STRIP_BYTES // max(1, w * len(im.getbands())))
+    if rows >= h:
+        return np.array(im)
+    first = np.asarray(im.crop((0, 0, w, rows)))
+    out = np.empty((h, *first.shape[1:]), first.dtype)
+    out[:rows] = first
+    for y in range(rows, h, rows):
+        out[y : y + rows] = np.asarray(im.crop((0, y, w, min(h, y + rows))))
+    return out
 
 
 def has_alpha(path: str | Path) -> bool:
     """Whether an image file carries transparency (from its header)."""
-    with Image.open(path) as im:
+    with _opening(shown(path)), Image.open(path) as im:
         return im.mode in ("RGBA", "LA", "PA", "La", "RGBa") or (im.mode == "P" and "transparency" in im.info) \
             or (im.mode in ("RGB", "L") and "transparency" in im.info)
 
 
 def image_size(path: str | Path) -> tuple[int, int]:
     """(width, height) from the header, EXIF orientation applied."""
-    with Image.open(path) as im:
+    with _opening(shown(path)), Image.open(path) as im:
         w, h = im.size
         orientation = im.getexif().get(0x0112, 1)
     return (h, w) if orientation in (5, 6, 7, 8) else (w, h)

@@ -561,6 +561,110 @@ def test_unusual_but_valid_images_are_read_right(tmp_path):
     assert r.exit_code == 0, r.output
 
 
+def test_images_taken_out_in_strips_are_the_same_pixels(tmp_path, monkeypatch):
+    """read_image takes a big image's pixels out strip by strip (to hold it about twice, not five
+    times): strips of one row give exactly what Pillow's whole-image conversion gives, for every
+    kind of file and mode, orientation applied, as writable arrays of their own."""
+    from PIL import Image, ImageOps
+
+    from synthgen import sources
+
+    rng = np.random.default_rng(5)
+    rgb = rng.integers(0, 255, (37, 53, 3), dtype=np.uint8)
+    files = {}
+    Image.fromarray(rgb).save(tmp_path / "rgb.png")
+    Image.fromarray(np.dstack([rgb, rgb[..., 0]])).save(tmp_path / "rgba.png")
+    Image.fromarray(np.dstack([rgb[..., 1], rgb[..., 2]]), "LA").save(tmp_path / "la.png")
+    Image.fromarray(rgb).convert("P").save(tmp_path / "pal.png", transparency=3)
+    Image.fromarray(rgb).convert("CMYK").save(tmp_path / "cmyk.jpg", quality=90)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(rgb).save(tmp_path / "rot.jpg", exif=exif, quality=90)
+    Image.fromarray(rgb).save(tmp_path / "rgb.webp", lossless=True)
+    Image.fromarray(rgb[..., 0]).save(tmp_path / "grey.tif")
+    for f in sorted(tmp_path.iterdir()):
+        for mode in ("RGB", "RGBA", "L"):
+            with Image.open(f) as im:
+                want = np.array(ImageOps.exif_transpose(im).convert(mode))
+            files[f.name, mode] = want
+    monkeypatch.setattr(sources, "_STRIP_BYTES", 1)  # one row at a time
+    for (name, mode), want in files.items():
+        got = sources.read_image(tmp_path / name, mode)
+        assert got.dtype == np.uint8 and got.flags.writeable and got.flags.c_contiguous, name
+        np.testing.assert_array_equal(got, want, err_msg=f"{name} as {mode}")
+    monkeypatch.setattr(sources, "_STRIP_BYTES", 1 << 20)  # whole (these are small)
+    for (name, mode), want in files.items():
+        np.testing.assert_array_equal(sources.read_image(tmp_path / name, mode), want, err_msg=f"{name} as {mode}")
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads VmHWM from /proc")
+def test_a_big_photo_is_held_about_twice_while_read(tmp_path):
+    """Peak memory while reading a 12-megapixel JPEG, in a process of its own: about 2.5 times
+    its pixels (Pillow's decoded image and the array), where it was 6 times before strips."""
+    import subprocess
+    import sys
+
+    y, x = np.mgrid[0:3000, 0:4000]
+    cv2.imwrite(str(tmp_path / "big.jpg"), np.dstack([x % 256, y % 256, (x + y) % 256]).astype(np.uint8))
+    # VmHWM: this process's own peak (ru_maxrss would start from the forking parent's)
+    code = ("import sys\n"
+            "from synthgen.sources import read_image\n"
+            "def peak():\n"
+            "    line = next(x for x in open('/proc/self/status') if x.startswith('VmHWM:'))\n"
+            "    return int(line.split()[1]) * 1024\n"
+            "before = peak()\n"
+            "a = read_image(sys.argv[1])\n"
+            "print((peak() - before) / a.nbytes)\n")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "big.jpg")], capture_output=True, text=True, check=True)
+    assert 1.0 < float(out.stdout) < 4.0, out.stdout
+
+
+def test_pixel_limit_is_one_clear_line_and_under_it_no_pillow_warning(tmp_path, monkeypatch):
+    """Pillow warns of a "decompression bomb" past MAX_IMAGE_PIXELS and refuses twice that (179
+    megapixels unless a program sets it). synthgen reads the user's own photos: up to the limit
+    silently, past it one line naming the file and its size, from the header alone; where a
+    program turned Pillow's limit off, synthgen's own (268 megapixels) holds."""
+    import warnings
+
+    from PIL import Image
+
+    from synthgen import SpecError, sources
+
+    Image.fromarray(np.zeros((30, 40, 3), np.uint8)).save(tmp_path / "mid.png")  # 1,200 pixels
+    Image.fromarray(np.zeros((50, 60, 3), np.uint8)).save(tmp_path / "big.png")  # 3,000 pixels
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # Pillow warns past 1,000, refuses past 2,000
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any warning fails the test
+        assert sources.read_image(tmp_path / "mid.png").shape == (30, 40, 3)
+        assert sources.image_size(tmp_path / "mid.png") == (40, 30)
+        assert not sources.has_alpha(tmp_path / "mid.png")
+    for read in (sources.read_image, sources.image_size, sources.has_alpha):
+        with pytest.raises(SpecError, match=r"big\.png: is too large \(0\.003 megapixels; images of at most 0\.002 megapixels"):
+            read(tmp_path / "big.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", None)
+    monkeypatch.setattr(sources, "MAX_PIXELS", 2000)
+    with pytest.raises(SpecError, match=r"big\.png: 60x50 is too large"):
+        sources.read_image(tmp_path / "big.png")
+    # in a run: the one background over the limit is one line, exit 2, nothing written; the
+    # others (up to 66,000 pixels, past Pillow's warning at 40,000) are read without a word
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 40_000)
+    raw = _spec(tmp_path / "run")
+    cv2.imwrite(str(tmp_path / "run" / "assets" / "bg" / "huge.png"), np.zeros((300, 400, 3), np.uint8))  # 120,000
+    r = runner.invoke(app, _gen(tmp_path / "run", raw))
+    assert r.exit_code == 2, r.output
+    assert [line for line in r.output.splitlines() if line.strip()] == [
+        f"error: backgrounds.paths: {sources.shown(tmp_path / 'run' / 'assets' / 'bg' / 'huge.png')}: is too large "
+        "(0.12 megapixels; images of at most 0.08 megapixels are read: scale it down)"], r.output
+    assert not (tmp_path / "run" / "out").exists()
+    (tmp_path / "run" / "assets" / "bg" / "huge.png").unlink()
+    r = runner.invoke(app, _gen(tmp_path / "run", raw))
+    assert r.exit_code == 0 and "Warning" not in r.output, r.output
+    # a dataset on disk whose images are over the limit: validate says so per image, no traceback
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
+    r = runner.invoke(app, ["validate", str(tmp_path / "run" / "out")])
+    assert "Traceback" not in r.output and "is too large" in r.output, r.output
+
+
 def test_truncated_bmp_and_webp_are_refused(tmp_path):
     from synthgen import SpecError
     from synthgen.sources import read_image

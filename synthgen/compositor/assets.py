@@ -266,7 +266,7 @@ def _sibling(f: str, pattern: str) -> str:
 def _alpha_of(path: Path) -> bool:
     try:
         return has_alpha(path)
-    except OSError:  # unreadable or not an image: verify() reports exactly why
+    except (OSError, SpecError):  # unreadable, not an image or too large: verify() reports exactly why
         return True
 
 

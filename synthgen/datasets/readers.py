@@ -237,7 +237,7 @@ class YoloDataset(DiskDataset):
             for img in self.images_of(s):
                 try:
                     W, H = image_size(img)
-                except OSError:
+                except (OSError, SynthgenError):  # unreadable, or over the pixel limit
                     W = H = None
                 objs = []
                 lbl = label_path(img)

@@ -14,6 +14,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..datasets.model import DiskDataset
+from ..errors import SynthgenError
 
 
 @dataclass
@@ -55,7 +56,7 @@ def collect(ds: DiskDataset, name: str, progress: Callable[[int], None] | None =
 
             try:
                 W, H = image_size(item.path)
-            except OSError:
+            except (OSError, SynthgenError):  # unreadable, or over the pixel limit
                 W = H = 0
         labels = item.meta.get("labels", []) if item.meta else []
         backgrounds.append(item.meta.get("background") if item.meta else None)

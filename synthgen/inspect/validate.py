@@ -206,6 +206,9 @@ def _check_image_file(path: Path, name: str, where: str, declared: tuple[int, in
     except OSError as e:
         yield Problem(name, where, "image-unreadable", f"{path} is not a readable image ({e})")
         return
+    except SynthgenError as e:  # over the pixel limit: the message names the file
+        yield Problem(name, where, "image-unreadable", str(e))
+        return
     if declared and declared[0] and tuple(size) != tuple(declared):
         yield Problem(name, where, "image-size-differs", f"{path} is {size[0]}x{size[1]}, the annotations say {declared[0]}x{declared[1]}")
     seen_image(split, path)
