@@ -13,12 +13,14 @@ alternate, best of the rounds.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import cv2
+from _worktree import worktree  # benchmarks/, this script's folder
 
 ROOT = Path(__file__).resolve().parents[1]
 PHOTO = ROOT.parent / "shared" / "data" / "backgrounds" / "skimage-astronaut.jpg"
@@ -53,7 +55,7 @@ def main() -> None:
     ap.add_argument("--baseline", help="a git revision to compare with")
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
         photo = Path(tmp) / "photo.jpg"
         src = cv2.imread(str(PHOTO))
         if src is None:
@@ -61,24 +63,17 @@ def main() -> None:
         cv2.imwrite(str(photo), cv2.resize(src, (12000, 9000), interpolation=cv2.INTER_CUBIC), [cv2.IMWRITE_JPEG_QUALITY, 92])
         trees = {"this tree": ROOT}
         if args.baseline:
-            base = Path(tmp) / "base"
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "-q", "--detach", str(base), args.baseline], check=True)
-            trees[args.baseline] = base
-        try:
-            best: dict[str, tuple[float, int, int]] = {}
-            for _ in range(args.rounds):
-                for name, tree in trees.items():
-                    secs, peak, nbytes = read_once(tree, photo)
-                    old = best.get(name)
-                    best[name] = (min(secs, old[0]) if old else secs, min(peak, old[1]) if old else peak, nbytes)
-            print(f"12000x9000 JPEG ({photo.stat().st_size / 2**20:.1f} MiB file, {best['this tree'][2] / 2**20:.0f} MiB of pixels), "
-                  f"best of {args.rounds}:")
-            for name, (secs, peak, nbytes) in best.items():
-                print(f"  {name}: {secs:.2f} s, peak {peak / 2**20:,.0f} MiB = {peak / nbytes:.2f}x the pixels")
-        finally:
-            if args.baseline:
-                subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(Path(tmp) / "base")], check=False)
-
+            trees[args.baseline] = stack.enter_context(worktree(args.baseline))
+        best: dict[str, tuple[float, int, int]] = {}
+        for _ in range(args.rounds):
+            for name, tree in trees.items():
+                secs, peak, nbytes = read_once(tree, photo)
+                old = best.get(name)
+                best[name] = (min(secs, old[0]) if old else secs, min(peak, old[1]) if old else peak, nbytes)
+        print(f"12000x9000 JPEG ({photo.stat().st_size / 2**20:.1f} MiB file, {best['this tree'][2] / 2**20:.0f} MiB of pixels), "
+              f"best of {args.rounds}:")
+        for name, (secs, peak, nbytes) in best.items():
+            print(f"  {name}: {secs:.2f} s, peak {peak / 2**20:,.0f} MiB = {peak / nbytes:.2f}x the pixels")
 
 if __name__ == "__main__":
     main()

@@ -37,13 +37,14 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from _worktree import worktree  # noqa: E402  (benchmarks/, this script's folder)
 
 DEMO = ROOT / "scenes" / "demo.yaml"
 RENDER = ROOT / "scenes" / "demo-renderer.yaml"
@@ -295,24 +296,19 @@ print({n} / (time.perf_counter() - t))
 
 
 def against(rev: str, n: int, rounds: int) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        base = Path(tmp) / "base"
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "-q", "--detach", str(base), rev], check=True)
-        try:
-            rates: dict[str, list[float]] = {"this tree": [], rev: []}
-            for _ in range(rounds):
-                for name, tree in (("this tree", ROOT), (rev, base)):
-                    code = IN_MEMORY.format(tree=str(tree), spec=str(tree / "scenes" / "demo.yaml"), n=n)
-                    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp,
-                                       env={**os.environ, "PYTHONPATH": str(tree)})
-                    if r.returncode:
-                        raise SystemExit(r.stderr[-2000:])
-                    rates[name].append(float(r.stdout.split()[-1]))
-            now, then = max(rates["this tree"]), max(rates[rev])
-            print(f"in-memory compositor 640x480: this tree {now:.1f} samples/s, {rev} {then:.1f} samples/s "
-                  f"= {now / then:.2f}x (best of {rounds}: {rates})")
-        finally:
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(base)], check=False)
+    with worktree(rev) as base:
+        rates: dict[str, list[float]] = {"this tree": [], rev: []}
+        for _ in range(rounds):
+            for name, tree in (("this tree", ROOT), (rev, base)):
+                code = IN_MEMORY.format(tree=str(tree), spec=str(tree / "scenes" / "demo.yaml"), n=n)
+                r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=base.parent,
+                                   env={**os.environ, "PYTHONPATH": str(tree)})
+                if r.returncode:
+                    raise SystemExit(r.stderr[-2000:])
+                rates[name].append(float(r.stdout.split()[-1]))
+        now, then = max(rates["this tree"]), max(rates[rev])
+        print(f"in-memory compositor 640x480: this tree {now:.1f} samples/s, {rev} {then:.1f} samples/s "
+              f"= {now / then:.2f}x (best of {rounds}: {rates})")
 
 
 def main() -> None:

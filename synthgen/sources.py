@@ -166,13 +166,12 @@ _STRIP_BYTES = 1 << 20  # bytes of pixels taken out at a time
 def _pixels(im: Image.Image) -> np.ndarray:
     """``np.array(im)`` without its two whole copies of the pixels as bytes: strip by strip."""
     w, h = im.size
-    rows = max(1, _STRIP_BYTES // max(1, w * len(im.getbands())))
+    bands = len(im.getbands())  # L, RGB or RGBA: 8 bits a band
+    rows = max(1, _STRIP_BYTES // max(1, w * bands))
     if rows >= h:
         return np.array(im)
-    first = np.asarray(im.crop((0, 0, w, rows)))
-    out = np.empty((h, *first.shape[1:]), first.dtype)
-    out[:rows] = first
-    for y in range(rows, h, rows):
+    out = np.empty((h, w, bands) if bands > 1 else (h, w), np.uint8)
+    for y in range(0, h, rows):
         out[y : y + rows] = np.asarray(im.crop((0, y, w, min(h, y + rows))))
     return out
 
