@@ -17,7 +17,7 @@ from typing import Iterator
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import SpecError
+from .errors import SpecError, printable
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 
@@ -91,13 +91,15 @@ def _why(e: OSError) -> str:
 
 
 def shown(path: str | Path) -> str:
-    """A path as errors show it: normalised, and relative to the working folder when inside it."""
+    """A path as errors show it: normalised, relative to the working folder when inside it, and
+    with control characters escaped (a line break in a file's name must not split its problem's
+    one line in two)."""
     p = os.path.normpath(str(path))
     try:
         rel = os.path.relpath(p)
     except ValueError:  # another drive (Windows)
-        return p
-    return rel if not rel.startswith("..") else p
+        return printable(p)
+    return printable(rel if not rel.startswith("..") else p)
 
 
 def read_image(path: str | Path, mode: str = "RGB") -> np.ndarray:

@@ -471,6 +471,20 @@ def test_bad_input_is_one_clear_line_and_writes_nothing(name, tmp_path):
     assert _files(out) == before, (name, _files(out) - before)
 
 
+def test_a_file_named_with_control_characters_is_still_one_line(tmp_path):
+    """A line break, tab or escape in a file's name is shown escaped, so each problem stays one
+    line (a newline used to split one problem into two ``error:`` lines)."""
+    raw = _spec(tmp_path)
+    data = _jpeg(200, 300)
+    for name in ("new\nline.jpg", "tab\tand\x1bescape.jpg"):
+        (tmp_path / "assets" / "bg" / name).write_bytes(data[: len(data) // 2])
+    r = runner.invoke(app, _gen(tmp_path, raw))
+    assert r.exit_code == 2, r.output
+    errors = [line for line in r.output.splitlines() if line.strip()]
+    assert len(errors) == 2 and all(line.startswith("error: backgrounds.paths: ") for line in errors), r.output
+    assert "new\\nline.jpg: cannot be decoded" in errors[0] and "tab\\tand\\x1bescape.jpg: cannot be decoded" in errors[1], r.output
+
+
 def test_corpus_is_large():
     assert len(CASES) >= 40
 
