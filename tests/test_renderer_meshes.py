@@ -278,3 +278,92 @@ def test_the_cli_shows_a_lost_texture_once_as_one_line(shared, tmp_path):
     assert r.returncode == 0, r.stderr
     lines = [x for x in r.stderr.splitlines() if "nowhere.png" in x]
     assert len(lines) == 1 and lines[0].startswith("warning: ") and "SynthgenWarning" not in r.stderr, r.stderr
+
+
+# -- see-through materials and unreadable textures -----------------------------------------------
+def _images_of(raw: dict, mesh, n: int = 3) -> list:
+    raw = {**raw, "classes": {"thing": {"mesh": str(mesh), "size": 0.1}}}
+    g = Generator(spec_from_dict(raw))
+    return [g[i] for i in range(n)]
+
+
+def _duck_with_alpha(shared, folder, alpha: int):
+    """The duck, its texture given an alpha channel: ``alpha`` on the left half, 255 elsewhere."""
+    from PIL import Image
+
+    folder.mkdir()
+    obj = _duck_copy(shared, folder, "map_Kd duckCM.png")
+    tex = Image.open(obj.parent / "duckCM.png").convert("RGBA")
+    a = np.full(tex.size[::-1], 255, np.uint8)
+    a[:, : tex.size[0] // 2] = alpha
+    tex.putalpha(Image.fromarray(a))
+    tex.save(obj.parent / "duckCM.png")
+    return obj
+
+
+def _box(folder, vertex_alpha: int | None = None, base_alpha: int | None = None):
+    import trimesh
+
+    folder.mkdir()
+    box = trimesh.creation.box(extents=(0.08, 0.06, 0.05))
+    if vertex_alpha is not None:
+        box.visual.vertex_colors = np.tile([200, 30, 30, vertex_alpha], (len(box.vertices), 1)).astype(np.uint8)
+        box.export(str(folder / "box.ply"))
+        return folder / "box.ply"
+    box.visual = trimesh.visual.TextureVisuals(material=trimesh.visual.material.PBRMaterial(
+        baseColorFactor=[220, 20, 20, base_alpha], metallicFactor=0.0, alphaMode="BLEND" if base_alpha < 255 else "OPAQUE"))
+    box.export(str(folder / "box.glb"))
+    return folder / "box.glb"
+
+
+@pytest.mark.parametrize("kind", ["texture alpha", "vertex colours", "base colour alpha"])
+def test_see_through_materials_are_drawn_opaque_as_labelled(shared, tmp_path, kind):
+    """pyrender blends a material with alpha below 1 with what lies behind it, while the labels
+    take the object whole: a duck whose texture is transparent on one side showed the background
+    there inside its mask. Such a mesh is drawn exactly as its opaque twin, with a warning."""
+    from synthgen import SynthgenWarning
+
+    raw = _spec(shared, background={"modes": {"color": 1}}, distractors={"count": 0}, objects_per_image=[2, 2])
+    raw["output"]["size"] = [160, 120]
+    if kind == "texture alpha":
+        seen, opaque = _duck_with_alpha(shared, tmp_path / "a", 0), _duck_with_alpha(shared, tmp_path / "b", 255)
+    elif kind == "vertex colours":
+        seen, opaque = _box(tmp_path / "a", vertex_alpha=60), _box(tmp_path / "b", vertex_alpha=255)
+    else:
+        seen, opaque = _box(tmp_path / "a", base_alpha=80), _box(tmp_path / "b", base_alpha=255)
+    with pytest.warns(SynthgenWarning, match=rf"{seen.name}: its material is partly transparent \({kind}\); .* opaque"):
+        see_through = _images_of(raw, seen)
+    reference = _images_of(raw, opaque)
+    assert sum(len(s.annotations) for s in reference) >= 4
+    for s, r in zip(see_through, reference):
+        assert np.array_equal(s.image, r.image)
+        assert [a.bbox for a in s.annotations] == [a.bbox for a in r.annotations]
+    if kind == "base colour alpha":  # a glTF colour without texture coordinates keeps its colour
+        pix = np.concatenate([s.image[a.mask] for s in reference for a in s.annotations]).mean(0)
+        assert pix[0] > 2 * pix[1] and pix[0] > 2 * pix[2], pix  # red, not trimesh's default grey
+
+
+@pytest.mark.parametrize("texture, why", [(b"not an image\n", "is not an image"), (None, "is truncated or corrupt")])
+def test_an_unreadable_texture_is_a_warning_naming_it_not_a_crash(shared, tmp_path, texture, why):
+    """trimesh drops a texture that is not an image without a word, and opens a truncated one
+    lazily, so that it failed when first drawn ('unexpected OSError ... a bug in synthgen')."""
+    from synthgen import SynthgenWarning
+
+    obj = _duck_copy(shared, tmp_path, "map_Kd duckCM.png")
+    png = (obj.parent / "duckCM.png").read_bytes()
+    (obj.parent / "duckCM.png").write_bytes(texture if texture is not None else png[: len(png) // 2])
+    raw = _spec(shared, background={"modes": {"color": 1}}, distractors={"count": 0})
+    raw["output"]["size"] = [160, 120]
+    with pytest.warns(SynthgenWarning, match=rf"duck.obj: texture 'duckCM.png' \(named in its material file\) {why}; "
+                                             "the mesh renders untextured"):
+        samples = _images_of(raw, obj, 2)
+    assert any(s.annotations for s in samples)
+
+
+def test_a_missing_material_file_is_named_as_such(shared, tmp_path):
+    from synthgen import SynthgenWarning
+
+    obj = _duck_copy(shared, tmp_path, "map_Kd duckCM.png")
+    (obj.parent / "duck.mtl").unlink()
+    with pytest.warns(SynthgenWarning, match=r"duck.obj: its material file 'duck.mtl' \(named in the mesh\) was not found"):
+        Generator(spec_from_dict({**_spec(shared), "classes": {"duck": {"mesh": str(obj), "size": 0.1}}})).check()

@@ -7,8 +7,14 @@ poses in labels refer to that frame (the BOP models written beside the data are 
 frame, in millimetres).
 
 Textures named by an OBJ's MTL are found even when written as Windows paths (``.\\tex.jpg``), with
-options before the file name, or in another letter case; one that cannot be found is a warning
-naming the files, not a silently grey mesh.
+options before the file name, or in another letter case; one that cannot be found or read is a
+warning naming the files, not a silently grey mesh (nor a crash when it is first drawn).
+
+Objects are drawn opaque: pyrender blends any material with alpha below 1 (a texture's alpha
+channel, a glTF base colour, RGBA vertex colours) with what lies behind it, while the labels'
+segmentation pass draws every object whole, so a see-through part would be labelled as the
+object where the pixels show something else. Alpha is set to 1 when a mesh is loaded, with a
+warning naming the mesh.
 """
 
 from __future__ import annotations
@@ -26,6 +32,9 @@ from ..spec.renderer import RendererSpec
 
 IMAGE_CACHE = 64  # decoded textures and photos kept per process
 MESH_EXTS = (".obj", ".glb", ".gltf", ".ply", ".stl", ".off")
+TEXTURE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tga", ".tif", ".tiff", ".webp", ".gif")
+MATERIAL_IMAGES = ("image", "baseColorTexture", "metallicRoughnessTexture", "normalTexture", "emissiveTexture",
+                   "occlusionTexture")  # trimesh's SimpleMaterial and PBRMaterial
 
 
 # Rotations that turn a mesh's up axis into +z.
@@ -60,8 +69,15 @@ def _resolver(path: Path):
 
     class Resolver(FilePathResolver):
         missing: list[str] = []
+        textures: list[tuple[str, bytes]] = []  # image files found: (the name as written, their bytes)
 
         def get(self, name: str):
+            data = self._find(name)
+            if name.strip().lower().endswith(TEXTURE_EXTS):
+                self.textures.append((name.strip(), data))
+            return data
+
+        def _find(self, name: str):
             raw = name.strip()
             cands = [raw, raw.replace("\\", "/"), raw.split()[-1] if raw.split() else raw]
             cands += [c.replace("\\", "/").lstrip("./").lstrip("/") for c in cands]
@@ -79,8 +95,93 @@ def _resolver(path: Path):
             raise FileNotFoundError(raw)
 
     r = Resolver(str(path), allow_anywhere=True)  # MTLs name ../textures/... too; reading is harmless
-    r.missing = []
+    r.missing, r.textures = [], []
     return r
+
+
+def _unreadable(textures: list[tuple[str, bytes]]) -> dict[str, str]:
+    """The textures of ``textures`` that Pillow cannot decode, and why (trimesh drops a texture
+    that is not an image without a word, and opens a truncated one lazily: it would fail when
+    first drawn)."""
+    import io
+
+    from PIL import Image
+
+    bad = {}
+    for name, data in textures:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                with Image.open(io.BytesIO(data)) as im:
+                    im.load()
+        except Image.DecompressionBombError:
+            bad[name] = "is too large to decode"
+        except Exception as e:  # noqa: BLE001 - Pillow raises several types for bad files
+            bad[name] = "is not an image" if "cannot identify" in str(e) else "is truncated or corrupt"
+    return bad
+
+
+def _materials(loaded) -> list:
+    """The materials of a loaded Trimesh or of every mesh of a Scene."""
+    meshes = list(loaded.geometry.values()) if hasattr(loaded, "geometry") else [loaded]
+    return [m.visual.material for m in meshes if getattr(m, "visual", None) is not None
+            and getattr(m.visual, "kind", None) == "texture" and getattr(m.visual, "material", None) is not None]
+
+
+def _drop_unreadable_images(loaded) -> bool:
+    """Material images that cannot be decoded are dropped (the mesh draws untextured); whether
+    there was one."""
+    dropped = False
+    for mat in _materials(loaded):
+        for attr in MATERIAL_IMAGES:
+            img = getattr(mat, attr, None)
+            if img is None or not hasattr(img, "load"):
+                continue
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    img.load()
+            except Exception:  # noqa: BLE001
+                setattr(mat, attr, None)
+                dropped = True
+    return dropped
+
+
+def _make_opaque(loaded) -> list[str]:
+    """Alpha set to 1 everywhere pyrender would blend the mesh with what lies behind it (see
+    the module); what was see-through, for the warning."""
+    from PIL import Image
+
+    found = []
+    meshes = list(loaded.geometry.values()) if hasattr(loaded, "geometry") else [loaded]
+    for m in meshes:
+        visual = getattr(m, "visual", None)
+        kind = getattr(visual, "kind", None)
+        if kind in ("vertex", "face"):
+            attr = "vertex_colors" if kind == "vertex" else "face_colors"
+            colours = np.array(getattr(visual, attr))
+            if colours.ndim == 2 and colours.shape[1] == 4 and (colours[:, 3] < 255).any():
+                colours[:, 3] = 255
+                setattr(visual, attr, colours)
+                found.append(f"{kind} colours")
+    for mat in _materials(loaded):
+        attr = "baseColorTexture" if hasattr(mat, "baseColorTexture") else "image"  # PBRMaterial, SimpleMaterial
+        img = getattr(mat, attr, None)
+        if isinstance(img, Image.Image) and ("A" in img.getbands() or "transparency" in img.info):
+            rgba = img.convert("RGBA")
+            if rgba.getextrema()[3][0] < 255:
+                setattr(mat, attr, rgba.convert("RGB"))  # the colour channels as they are
+                found.append("texture alpha")
+        for attr in ("diffuse", "baseColorFactor"):
+            colour = getattr(mat, attr, None)
+            if colour is not None and len(colour) == 4 and float(colour[3]) < (255 if np.asarray(colour).dtype == np.uint8 else 1.0):
+                colour = np.array(colour)
+                colour[3] = 255 if colour.dtype == np.uint8 else 1.0
+                setattr(mat, attr, colour)
+                found.append("base colour alpha")
+        if getattr(mat, "alphaMode", None) not in (None, "OPAQUE"):
+            mat.alphaMode = "OPAQUE"
+    return list(dict.fromkeys(found))
 
 
 def load_mesh(path: Path, size: float | None, scale: float | None, up_axis: str | None = None):
@@ -98,11 +199,24 @@ def load_mesh(path: Path, size: float | None, scale: float | None, up_axis: str 
         # unprocessed first: processing would silently drop non-finite vertices (and the faces
         # using them); checked below, then processed as trimesh.load would have
         resolver = _resolver(path)
-        loaded = trimesh.load(str(path), force=None, process=False, resolver=resolver)
+        from PIL import Image
+
+        with warnings.catch_warnings():  # Pillow's, on a big texture: drawn as any other
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            loaded = trimesh.load(str(path), force=None, process=False, resolver=resolver)
     except SpecError:
         raise
     except Exception as e:  # noqa: BLE001 - trimesh raises many types for bad files
         raise SpecError(f"{name}: cannot load mesh: {type(e).__name__}: {e}") from None
+    unreadable = _unreadable(resolver.textures)
+    for texture, why in unreadable.items():
+        warn_once(f"{name}: texture {texture!r} (named in its material file) {why}; the mesh renders untextured")
+    if _drop_unreadable_images(loaded) and not unreadable:
+        warn_once(f"{name}: a texture in its material cannot be decoded; the mesh renders untextured")
+    see_through = _make_opaque(loaded)
+    if see_through:
+        warn_once(f"{name}: its material is partly transparent ({', '.join(see_through)}); synthgen draws objects "
+                  "opaque, so that every pixel labelled as the object shows it")
     if isinstance(loaded, trimesh.Scene):  # GLB/glTF load as a scene: bake it into one mesh
         if not loaded.geometry:
             raise SpecError(f"{name}: the file holds no geometry")
@@ -116,8 +230,12 @@ def load_mesh(path: Path, size: float | None, scale: float | None, up_axis: str 
     if float(np.max(loaded.extents)) <= 0:
         raise SpecError(f"{name}: the mesh has no extent (all vertices at one point)")
     for name_ in dict.fromkeys(resolver.missing):
-        warn_once(f"{name}: texture {name_!r} (named in its material file) was not found beside it; "
-                  "the mesh renders untextured")
+        if name_.lower().endswith(".mtl"):
+            warn_once(f"{name}: its material file {name_!r} (named in the mesh) was not found beside it; "
+                      "the mesh renders untextured")
+        else:
+            warn_once(f"{name}: texture {name_!r} (named in its material file) was not found beside it; "
+                      "the mesh renders untextured")
     loaded.process()
     mesh = loaded.copy()
     rot = UP_ROTATIONS[up_axis or default_up_axis(path)]
@@ -210,6 +328,12 @@ class MeshLibrary:
             mesh = self.mesh(category)
             shading = self.spec.classes[category].shading
             m = self._meshes[key] = trimesh.graph.smooth_shade(mesh, angle=np.radians(30)) if shading == "auto" else mesh
+            visual = mesh.visual
+            if (m is not mesh and getattr(visual, "kind", None) == "texture" and getattr(visual, "uv", None) is None
+                    and getattr(m.visual, "kind", None) != "texture"):
+                # a material without texture coordinates (a glTF base colour): trimesh's split
+                # would give the copy default grey vertex colours instead; the same material
+                m.visual = trimesh.visual.TextureVisuals(material=visual.material)
         return m
 
     def is_open(self, category: str) -> bool:
