@@ -8,6 +8,7 @@ arguments. The CLI runs in-process (typer's CliRunner), so an escaping exception
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import cv2
@@ -254,6 +255,23 @@ def case_mask_with_no_object(tmp):
 def case_cutout_with_empty_alpha(tmp):
     raw = _spec(tmp)
     cv2.imwrite(str(tmp / "assets" / "ring" / "ghost.png"), np.zeros((20, 20, 4), np.uint8))
+    return _gen(tmp, raw)
+
+
+@_case
+def case_cutout_alpha_too_faint(tmp):
+    raw = _spec(tmp)
+    cv2.imwrite(str(tmp / "assets" / "ring" / "ghost.png"), np.dstack([np.full((20, 20, 3), 200, np.uint8), np.full((20, 20), 100, np.uint8)]))
+    return _gen(tmp, raw)
+
+
+@_case
+def case_mask_of_class_indices(tmp):
+    raw = _spec(tmp)
+    m = np.zeros((50, 100), np.uint8)
+    m[20:30, 20:80] = 2  # a label image: class 2, never 128 or more
+    cv2.imwrite(str(tmp / "assets" / "bar" / "bar.png"), m)
+    raw["classes"]["bar"].update(mask="{stem}.png", mask_inverted=False)
     return _gen(tmp, raw)
 
 
@@ -742,3 +760,35 @@ def test_extract_of_a_broken_coco_is_one_line(tmp_path):
     (tmp_path / "c.json").write_text("[1, 2")
     r = runner.invoke(app, ["extract", str(tmp_path / "c.json"), str(tmp_path), "--out", str(tmp_path / "bank")])
     assert r.exit_code == 2 and "not a readable COCO" in r.output, r.output
+
+
+def test_a_faint_alpha_or_mask_says_how_faint_not_empty(tmp_path):
+    """A cutout whose alpha never reaches 128, or a mask of small class indices, was called empty
+    ("the cutout's alpha is empty"), though it holds an object; the line says how high it goes."""
+    for case, expect in ((case_cutout_alpha_too_faint, r"ghost.png: no pixel of the cutout's alpha reaches 128 \(its highest is 100 of 255\)"),
+                         (case_mask_of_class_indices, r"bar.png: no pixel of the mask reaches 128 \(its highest is 2 of 255\)")):
+        folder = tmp_path / case.__name__
+        folder.mkdir()
+        r = runner.invoke(app, case(folder))
+        assert r.exit_code == 2 and re.search(expect, r.output), r.output
+
+
+def test_a_mask_of_zeros_and_ones_is_read_as_a_mask(tmp_path):
+    """Many segmentation datasets store masks as 0/1 label images: read as 0/255, the same
+    samples as the 0/255 mask (they were refused as 'the object mask is empty')."""
+    from synthgen import Generator
+    from synthgen.spec import spec_from_dict
+
+    assets = make_assets(tmp_path / "assets")
+    obj = np.zeros((50, 100), np.uint8)
+    obj[20:30, 20:80] = 1
+    samples = {}
+    for scale in (255, 1):
+        cv2.imwrite(str(assets / "bar" / "bar.png"), obj * np.uint8(scale))
+        raw = base_spec(assets)
+        raw["classes"]["bar"].update(mask="{stem}.png", mask_inverted=False)
+        g = Generator(spec_from_dict(raw))
+        samples[scale] = [g[i] for i in range(6)]
+    assert any(a.category == "bar" for s in samples[1] for a in s.annotations)
+    for a, b in zip(samples[255], samples[1]):
+        assert np.array_equal(a.image, b.image) and np.array_equal(a.masks, b.masks)

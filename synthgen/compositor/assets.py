@@ -201,15 +201,22 @@ class AssetLibrary:
         else:
             rgb = read_image(path, "RGB")
             mask = read_image(self.base / ref.mask, "L")
+            if mask.max() == 1:  # a 0/1 label image, as many segmentation datasets store masks
+                mask = mask * np.uint8(255)
             if mask.shape[:2] != rgb.shape[:2]:
                 raise SpecError(f"{shown(self.base / ref.mask)}: mask is {mask.shape[1]}x{mask.shape[0]}, image {shown(path)} is {rgb.shape[1]}x{rgb.shape[0]}")
             alpha = 255 - mask if ref.inverted else mask
             rgba = np.dstack([rgb, alpha])
         solid = rgba[..., 3] >= ALPHA_ON
         if not solid.any():
+            top = int(rgba[..., 3].max())
             if ref.mask:
-                raise SpecError(f"{shown(self.base / ref.mask)}: the object mask is empty (is mask_inverted right?)")
-            raise SpecError(f"{shown(path)}: the cutout's alpha is empty (nothing to paste)")
+                raise SpecError(f"{shown(self.base / ref.mask)}: the object mask is empty (is mask_inverted right?)" if not top else
+                                f"{shown(self.base / ref.mask)}: no pixel of the mask reaches {ALPHA_ON} (its highest is {top} of 255): "
+                                f"the object is where the mask is {ALPHA_ON} or more (save the object as 255, or as 1 in a 0/1 mask)")
+            raise SpecError(f"{shown(path)}: the cutout's alpha is empty (nothing to paste)" if not top else
+                            f"{shown(path)}: no pixel of the cutout's alpha reaches {ALPHA_ON} (its highest is {top} of 255): "
+                            f"the object is where alpha is {ALPHA_ON} or more, so nothing of it would be labelled")
         ys, xs = np.nonzero(rgba[..., 3])
         rgba = np.ascontiguousarray(rgba[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1])
         if ref.defringe:
