@@ -367,3 +367,29 @@ def test_a_missing_material_file_is_named_as_such(shared, tmp_path):
     (obj.parent / "duck.mtl").unlink()
     with pytest.warns(SynthgenWarning, match=r"duck.obj: its material file 'duck.mtl' \(named in the mesh\) was not found"):
         Generator(spec_from_dict({**_spec(shared), "classes": {"duck": {"mesh": str(obj), "size": 0.1}}})).check()
+
+
+def test_a_texture_wider_than_opengl_takes_is_drawn_scaled_down(shared, tmp_path):
+    """glTexImage2D refuses a texture over GL_MAX_TEXTURE_SIZE ('unexpected GLError ... invalid
+    value', a run stopped half-written): a mesh's texture, or one from materials.textures, is
+    scaled to OpenGL 4.1's least limit (16384 pixels a side) with a warning, and drawn."""
+    import cv2
+
+    from synthgen import SynthgenWarning
+
+    wide = np.zeros((8, 16500, 3), np.uint8)
+    wide[..., 2] = 230  # red, as OpenCV writes BGR
+    obj = _duck_copy(shared, tmp_path, "map_Kd wide.png")
+    cv2.imwrite(str(obj.parent / "wide.png"), wide)
+    (tmp_path / "textures").mkdir()
+    cv2.imwrite(str(tmp_path / "textures" / "wide.png"), wide)
+    raw = _spec(shared, background={"modes": {"color": 1}}, distractors={"count": 0})
+    raw["output"]["size"] = [160, 120]
+    with pytest.warns(SynthgenWarning, match=r"duck.obj: a texture of 16500x8 is larger than OpenGL's 16384 pixels a side; "
+                                             r"drawn scaled to 16384x8"):
+        samples = _images_of(raw, obj, 2)
+    with pytest.warns(SynthgenWarning, match=r"wide.png: a texture of 16500x8 is larger than OpenGL's 16384"):
+        samples += _images_of({**raw, "materials": {"modes": {"texture": 1}, "textures": [str(tmp_path / "textures")]}},
+                              shared / "meshes" / "jenga" / "jenga.obj", 2)
+    pix = np.concatenate([s.image[a.mask] for s in samples for a in s.annotations]).mean(0)
+    assert pix[0] > 2 * pix[1] and pix[0] > 2 * pix[2], pix  # the texture's red on both

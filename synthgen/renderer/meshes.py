@@ -33,6 +33,7 @@ from ..spec.renderer import RendererSpec
 IMAGE_CACHE = 64  # decoded textures and photos kept per process
 MESH_EXTS = (".obj", ".glb", ".gltf", ".ply", ".stl", ".off")
 TEXTURE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tga", ".tif", ".tiff", ".webp", ".gif")
+GL_TEXTURE_LIMIT = 16384  # pixels a side: the least GL_MAX_TEXTURE_SIZE of OpenGL 4.1, the context pyrender makes
 MATERIAL_IMAGES = ("image", "baseColorTexture", "metallicRoughnessTexture", "normalTexture", "emissiveTexture",
                    "occlusionTexture")  # trimesh's SimpleMaterial and PBRMaterial
 
@@ -184,6 +185,27 @@ def _make_opaque(loaded) -> list[str]:
     return list(dict.fromkeys(found))
 
 
+def _scaled_to_gl_limit(w: int, h: int) -> tuple[int, int]:
+    s = GL_TEXTURE_LIMIT / max(w, h)
+    return max(1, round(w * s)), max(1, round(h * s))
+
+
+def _fit_textures(mesh) -> list[tuple[int, int, int, int]]:
+    """Material images larger than OpenGL takes (glTexImage2D fails: 'invalid value') scaled
+    down to its limit, area-averaged; (w, h, new w, new h) of each."""
+    from PIL import Image
+
+    scaled = []
+    for mat in _materials(mesh):
+        for attr in MATERIAL_IMAGES:
+            img = getattr(mat, attr, None)
+            if isinstance(img, Image.Image) and max(img.size) > GL_TEXTURE_LIMIT:
+                size = _scaled_to_gl_limit(*img.size)
+                setattr(mat, attr, img.resize(size, Image.Resampling.BOX))
+                scaled.append((*img.size, *size))
+    return scaled
+
+
 def load_mesh(path: Path, size: float | None, scale: float | None, up_axis: str | None = None):
     """A single trimesh.Trimesh, z-up, in metres, centred on its bounding box (textures kept)."""
     import trimesh
@@ -236,6 +258,9 @@ def load_mesh(path: Path, size: float | None, scale: float | None, up_axis: str 
         else:
             warn_once(f"{name}: texture {name_!r} (named in its material file) was not found beside it; "
                       "the mesh renders untextured")
+    for w, h, nw, nh in _fit_textures(loaded):  # after a scene's textures are packed into one
+        warn_once(f"{name}: a texture of {w}x{h} is larger than OpenGL's {GL_TEXTURE_LIMIT} pixels a side; "
+                  f"drawn scaled to {nw}x{nh}")
     loaded.process()
     mesh = loaded.copy()
     rot = UP_ROTATIONS[up_axis or default_up_axis(path)]
@@ -282,6 +307,13 @@ class MeshLibrary:
             arr = read_image(self.base / key, "RGB")
             if fitted is not None:
                 arr = fit_background(arr, "random_crop", fitted)
+            elif max(arr.shape[:2]) > GL_TEXTURE_LIMIT:  # a texture OpenGL would refuse
+                import cv2
+
+                size = _scaled_to_gl_limit(arr.shape[1], arr.shape[0])
+                warn_once(f"{shown(self.base / key)}: a texture of {arr.shape[1]}x{arr.shape[0]} is larger than OpenGL's "
+                          f"{GL_TEXTURE_LIMIT} pixels a side; drawn scaled to {size[0]}x{size[1]}")
+                arr = cv2.resize(arr, size, interpolation=cv2.INTER_AREA)
             arr.setflags(write=False)
             self._images[ck] = arr
             if len(self._images) > IMAGE_CACHE:
