@@ -393,3 +393,37 @@ def test_a_texture_wider_than_opengl_takes_is_drawn_scaled_down(shared, tmp_path
                               shared / "meshes" / "jenga" / "jenga.obj", 2)
     pix = np.concatenate([s.image[a.mask] for s in samples for a in s.annotations]).mean(0)
     assert pix[0] > 2 * pix[1] and pix[0] > 2 * pix[2], pix  # the texture's red on both
+
+
+def test_a_gltf_texture_named_by_a_percent_encoded_uri_is_found(tmp_path, shared):
+    """glTF names its files by URI, percent-encoded ("my%20tex%20%C3%A9.png" for "my tex é.png"):
+    the texture was reported not found and the mesh drawn untextured."""
+    import json
+    import warnings
+
+    import trimesh
+    from PIL import Image
+
+    box = trimesh.creation.box(extents=(0.08, 0.06, 0.05))
+    green = Image.fromarray(np.dstack([np.full((16, 16), v, np.uint8) for v in (20, 200, 20)]))
+    box.visual = trimesh.visual.TextureVisuals(uv=np.random.default_rng(0).random((len(box.vertices), 2)),
+                                               material=trimesh.visual.material.PBRMaterial(baseColorTexture=green, metallicFactor=0.0))
+    files = trimesh.exchange.gltf.export_gltf(box)
+    doc = json.loads(files.pop("model.gltf"))
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    image = doc["images"][0]  # moved out of its buffer into a file of its own, named by URI
+    view = doc["bufferViews"][image.pop("bufferView")]
+    data = (tmp_path / doc["buffers"][view["buffer"]]["uri"]).read_bytes()
+    start = view.get("byteOffset", 0)
+    (tmp_path / "my tex é.png").write_bytes(data[start : start + view["byteLength"]])
+    image.pop("mimeType", None)
+    image["uri"] = "my%20tex%20%C3%A9.png"
+    (tmp_path / "box.gltf").write_text(json.dumps(doc))
+    raw = _spec(shared, background={"modes": {"color": 1}}, distractors={"count": 0})
+    raw["output"]["size"] = [160, 120]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # found: no warning
+        samples = _images_of(raw, tmp_path / "box.gltf", 3)
+    pix = np.concatenate([s.image[a.mask] for s in samples for a in s.annotations]).mean(0)
+    assert pix[1] > 2 * pix[0] and pix[1] > 2 * pix[2], pix  # the texture's green, not untextured grey

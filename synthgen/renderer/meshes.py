@@ -66,6 +66,8 @@ def warn_once(message: str) -> None:
 def _resolver(path: Path):
     """trimesh's file resolver, more forgiving about how an MTL names its textures, and keeping
     the names it could not find."""
+    from urllib.parse import unquote
+
     from trimesh.resolvers import FilePathResolver
 
     class Resolver(FilePathResolver):
@@ -81,6 +83,8 @@ def _resolver(path: Path):
         def _find(self, name: str):
             raw = name.strip()
             cands = [raw, raw.replace("\\", "/"), raw.split()[-1] if raw.split() else raw]
+            if "%" in raw:  # a glTF's URIs are percent-encoded: "my%20tex.png" is "my tex.png"
+                cands.insert(0, unquote(raw))
             cands += [c.replace("\\", "/").lstrip("./").lstrip("/") for c in cands]
             cands += [c.rsplit("/", 1)[-1] for c in list(cands)]
             for c in dict.fromkeys(cands):
@@ -230,9 +234,10 @@ def load_mesh(path: Path, size: float | None, scale: float | None, up_axis: str 
         raise
     except Exception as e:  # noqa: BLE001 - trimesh raises many types for bad files
         raise SpecError(f"{name}: cannot load mesh: {type(e).__name__}: {e}") from None
+    named_in = "named in its material file" if path.suffix.lower() == ".obj" else "named in the file"
     unreadable = _unreadable(resolver.textures)
     for texture, why in unreadable.items():
-        warn_once(f"{name}: texture {texture!r} (named in its material file) {why}; the mesh renders untextured")
+        warn_once(f"{name}: texture {texture!r} ({named_in}) {why}; the mesh renders untextured")
     if _drop_unreadable_images(loaded) and not unreadable:
         warn_once(f"{name}: a texture in its material cannot be decoded; the mesh renders untextured")
     see_through = _make_opaque(loaded)
@@ -256,8 +261,7 @@ def load_mesh(path: Path, size: float | None, scale: float | None, up_axis: str 
             warn_once(f"{name}: its material file {name_!r} (named in the mesh) was not found beside it; "
                       "the mesh renders untextured")
         else:
-            warn_once(f"{name}: texture {name_!r} (named in its material file) was not found beside it; "
-                      "the mesh renders untextured")
+            warn_once(f"{name}: texture {name_!r} ({named_in}) was not found beside it; the mesh renders untextured")
     for w, h, nw, nh in _fit_textures(loaded):  # after a scene's textures are packed into one
         warn_once(f"{name}: a texture of {w}x{h} is larger than OpenGL's {GL_TEXTURE_LIMIT} pixels a side; "
                   f"drawn scaled to {nw}x{nh}")
