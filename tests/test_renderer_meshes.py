@@ -427,3 +427,33 @@ def test_a_gltf_texture_named_by_a_percent_encoded_uri_is_found(tmp_path, shared
         samples = _images_of(raw, tmp_path / "box.gltf", 3)
     pix = np.concatenate([s.image[a.mask] for s in samples for a in s.annotations]).mean(0)
     assert pix[1] > 2 * pix[0] and pix[1] > 2 * pix[2], pix  # the texture's green, not untextured grey
+
+
+def test_face_colours_stay_on_their_faces_whatever_the_shading(shared, tmp_path):
+    """A PLY coloured per face: trimesh's split for smooth shading averaged the colours over
+    shared vertices (a box with six coloured sides rendered as gradients), and ``shading:
+    smooth`` stopped the run ('unexpected ValueError: Cannot use face colors with a smooth
+    mesh'). A box's sides are flat, so shading auto must draw it exactly as shading flat."""
+    import trimesh
+
+    box = trimesh.creation.box(extents=(0.08, 0.06, 0.05))
+    sides = np.array([[220, 30, 30, 255], [30, 220, 30, 255], [30, 30, 220, 255], [220, 220, 30, 255],
+                      [30, 220, 220, 255], [220, 30, 220, 255]], np.uint8)
+    colours = np.zeros((len(box.faces), 4), np.uint8)
+    for i, facet in enumerate(box.facets):
+        colours[facet] = sides[i]
+    box.visual.face_colors = colours
+    box.export(str(tmp_path / "box.ply"))
+    raw = _spec(shared, background={"modes": {"color": 1}}, distractors={"count": 0})
+    raw["output"]["size"] = [160, 120]
+
+    def images(shading: str) -> list:
+        spec = {**raw, "classes": {"box": {"mesh": str(tmp_path / "box.ply"), "size": 0.1, "shading": shading}}}
+        g = Generator(spec_from_dict(spec))
+        return [g[i] for i in range(3)]
+
+    flat, auto, smooth = images("flat"), images("auto"), images("smooth")
+    assert sum(len(s.annotations) for s in flat) >= 3
+    for f, a, s in zip(flat, auto, smooth):
+        assert np.array_equal(f.image, a.image)
+        assert [x.bbox for x in f.annotations] == [x.bbox for x in a.annotations] == [x.bbox for x in s.annotations]

@@ -278,6 +278,20 @@ def load_mesh(path: Path, size: float | None, scale: float | None, up_axis: str 
     return mesh
 
 
+def _corner_colours(mesh, face_colours: np.ndarray):
+    """``mesh`` with each face's corners split, each keeping the mesh's (smooth) normal there and
+    taking its face's colour: pyrender draws a smooth mesh with vertex colours only (face colours
+    raised "Cannot use face colors with a smooth mesh"), and trimesh's split for smooth shading
+    averaged face colours over shared vertices, blurring one colour into the next."""
+    import trimesh
+
+    corners = mesh.faces.reshape(-1)
+    out = trimesh.Trimesh(mesh.vertices[corners], np.arange(len(corners)).reshape(-1, 3),
+                          vertex_normals=mesh.vertex_normals[corners], process=False)
+    out.visual = trimesh.visual.ColorVisuals(out, vertex_colors=np.repeat(face_colours, 3, axis=0))
+    return out
+
+
 class MeshLibrary:
     """The meshes, textures and background images of a renderer spec."""
 
@@ -363,13 +377,20 @@ class MeshLibrary:
         if m is None:
             mesh = self.mesh(category)
             shading = self.spec.classes[category].shading
-            m = self._meshes[key] = trimesh.graph.smooth_shade(mesh, angle=np.radians(30)) if shading == "auto" else mesh
+            m = trimesh.graph.smooth_shade(mesh, angle=np.radians(30)) if shading == "auto" else mesh
             visual = mesh.visual
             if (m is not mesh and getattr(visual, "kind", None) == "texture" and getattr(visual, "uv", None) is None
                     and getattr(m.visual, "kind", None) != "texture"):
                 # a material without texture coordinates (a glTF base colour): trimesh's split
                 # would give the copy default grey vertex colours instead; the same material
                 m.visual = trimesh.visual.TextureVisuals(material=visual.material)
+            if getattr(visual, "kind", None) == "face" and shading != "flat":
+                colours = np.asarray(visual.face_colors)
+                parts = m.metadata.get("original_components") if m is not mesh else None
+                if parts is not None:  # the split mesh's faces are its parts' faces, in turn
+                    colours = colours[np.concatenate([np.asarray(c) for c in parts])]
+                m = _corner_colours(m, colours)
+            self._meshes[key] = m
         return m
 
     def is_open(self, category: str) -> bool:
