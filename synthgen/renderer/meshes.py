@@ -22,6 +22,7 @@ from __future__ import annotations
 import warnings
 from collections import OrderedDict
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -126,29 +127,37 @@ def _unreadable(textures: list[tuple[str, bytes]]) -> dict[str, str]:
     return bad
 
 
+def _meshes_of(loaded) -> list:
+    """The meshes of a loaded file: a Trimesh, or every mesh of a Scene."""
+    return list(loaded.geometry.values()) if hasattr(loaded, "geometry") else [loaded]
+
+
 def _materials(loaded) -> list:
-    """The materials of a loaded Trimesh or of every mesh of a Scene."""
-    meshes = list(loaded.geometry.values()) if hasattr(loaded, "geometry") else [loaded]
-    return [m.visual.material for m in meshes if getattr(m, "visual", None) is not None
-            and getattr(m.visual, "kind", None) == "texture" and getattr(m.visual, "material", None) is not None]
+    """The materials of a loaded file's textured meshes."""
+    return [m.visual.material for m in _meshes_of(loaded) if getattr(getattr(m, "visual", None), "kind", None) == "texture"
+            and getattr(m.visual, "material", None) is not None]
+
+
+def _material_images(loaded) -> list[tuple[Any, str, Any]]:
+    """(material, attribute, Pillow image) of every image a loaded file's materials hold."""
+    from PIL import Image
+
+    return [(mat, attr, img) for mat in _materials(loaded) for attr in MATERIAL_IMAGES
+            if isinstance(img := getattr(mat, attr, None), Image.Image)]
 
 
 def _drop_unreadable_images(loaded) -> bool:
     """Material images that cannot be decoded are dropped (the mesh draws untextured); whether
     there was one."""
     dropped = False
-    for mat in _materials(loaded):
-        for attr in MATERIAL_IMAGES:
-            img = getattr(mat, attr, None)
-            if img is None or not hasattr(img, "load"):
-                continue
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    img.load()
-            except Exception:  # noqa: BLE001
-                setattr(mat, attr, None)
-                dropped = True
+    for mat, attr, img in _material_images(loaded):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                img.load()
+        except Exception:  # noqa: BLE001
+            setattr(mat, attr, None)
+            dropped = True
     return dropped
 
 
@@ -158,8 +167,7 @@ def _make_opaque(loaded) -> list[str]:
     from PIL import Image
 
     found = []
-    meshes = list(loaded.geometry.values()) if hasattr(loaded, "geometry") else [loaded]
-    for m in meshes:
+    for m in _meshes_of(loaded):
         visual = getattr(m, "visual", None)
         kind = getattr(visual, "kind", None)
         if kind in ("vertex", "face"):
@@ -200,13 +208,11 @@ def _fit_textures(mesh) -> list[tuple[int, int, int, int]]:
     from PIL import Image
 
     scaled = []
-    for mat in _materials(mesh):
-        for attr in MATERIAL_IMAGES:
-            img = getattr(mat, attr, None)
-            if isinstance(img, Image.Image) and max(img.size) > GL_TEXTURE_LIMIT:
-                size = _scaled_to_gl_limit(*img.size)
-                setattr(mat, attr, img.resize(size, Image.Resampling.BOX))
-                scaled.append((*img.size, *size))
+    for mat, attr, img in _material_images(mesh):
+        if max(img.size) > GL_TEXTURE_LIMIT:
+            size = _scaled_to_gl_limit(*img.size)
+            setattr(mat, attr, img.resize(size, Image.Resampling.BOX))
+            scaled.append((*img.size, *size))
     return scaled
 
 
