@@ -357,7 +357,7 @@ def validate(
             kinds[p.kind] = kinds.get(p.kind, 0) + 1
         summary = ", ".join(f"{k}: {n}" for k, n in sorted(kinds.items(), key=lambda kv: -kv[1]))
         _say(f"{report.format.upper()} {dataset}: {report.images} images, {report.annotations} annotations, "
-             + (f"{len(report.problems)} problems ({summary})" if report.problems else "no problems"))
+             + (f"{len(report.problems)} problem{'s' if len(report.problems) > 1 else ''} ({summary})" if report.problems else "no problems"))
     if report.problems:
         raise typer.Exit(1)
 

@@ -221,6 +221,28 @@ def test_mixed_dataset_has_the_share_of_real_images_in_every_batch(spec, assets,
                      SynthDataset(spec, length=8), 0.5)
 
 
+def test_a_malformed_real_coco_file_is_refused_when_the_dataset_is_made(assets, tmp_path):
+    """Not in a DataLoader worker half an epoch later: an annotation whose class is not in the
+    file (its label would be unknown), a bbox of strings, a file that is not JSON."""
+    from synthgen.torch import CocoDataset
+
+    raw = base_spec(assets)
+    raw["output"].update(formats=["coco"], split={"train": 1.0})
+    Generator(spec_from_dict(raw)).generate(tmp_path / "real", n=4)
+    f, images = tmp_path / "real" / "annotations" / "instances_train.json", tmp_path / "real" / "images" / "train"
+    assert len(CocoDataset(f, images)) == 4
+    good = json.loads(f.read_text())
+    first = good["annotations"][0]["id"]
+    for edit, says in ((lambda d: d["annotations"][0].update(category_id=99), f"annotation {first}: category_id 99 is not a category"),
+                       (lambda d: d["annotations"][0].update(bbox=["a", 1, 2, 3]), f"annotation {first}: bbox \\['a', 1, 2, 3\\]"),
+                       (lambda d: None, "not a readable COCO instances file")):
+        data = json.loads(json.dumps(good))
+        edit(data)
+        f.write_text(json.dumps(data) if data != good else "{not json")
+        with pytest.raises(SynthgenError, match=f"instances_train.json: .*{says}" if "readable" not in says else says):
+            CocoDataset(f, images)
+
+
 @pytest.mark.parametrize("start", ["fork", "spawn"])
 def test_workers_write_into_shared_memory_again_but_never_under_a_batch_still_held(spec, start):
     """synthgen's DataLoader has each worker write its batches into a few shared-memory segments

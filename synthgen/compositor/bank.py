@@ -11,8 +11,6 @@ not asked for.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import re
@@ -61,14 +59,10 @@ def extract_bank(
     classes: Sequence[str] | None = None,
 ) -> dict:
     """Cut instances out of a COCO dataset into ``out``; returns the index written there."""
-    from pycocotools.coco import COCO
+    from ..datasets.coco import load_coco
 
     coco_json, images_dir, out = Path(coco_json), Path(images_dir), Path(out)
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            coco = COCO(str(coco_json))
-    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as e:
-        raise SynthgenError(f"{coco_json}: not a readable COCO instances file: {type(e).__name__}: {e}") from None
+    coco = load_coco(coco_json)
     names = {c["id"]: str(c["name"]) for c in coco.dataset.get("categories", [])}
     folders = class_folders(list(dict.fromkeys(names.values())))
     if classes:
@@ -80,6 +74,7 @@ def extract_bank(
                if not (images_dir / str(coco.imgs[i].get("file_name", ""))).is_file()]
     if missing:  # checked before the first cutout is written
         raise SynthgenError("\n".join(f"{m}: image named in {coco_json} does not exist" for m in missing[:20]))
+    _check_masks(coco, coco_json, images_dir, ids, names, classes)
     root = out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     skipped: Counter = Counter()
@@ -96,7 +91,7 @@ def extract_bank(
         except SpecError as e:
             raise SynthgenError(f"{e} (image id {img_id} of {coco_json})") from None
         H, W = image.shape[:2]
-        for ann in sorted(anns, key=lambda a: (type(a["id"]).__name__, str(a["id"]))):
+        for ann in sorted(anns, key=lambda a: (type(a.get("id")).__name__, str(a.get("id")))):
             name = names.get(ann.get("category_id"))
             if name is None:
                 skipped["unknown category"] += 1
@@ -113,7 +108,7 @@ def extract_bank(
                 raise SynthgenError(f"{coco_json}: annotation {ann.get('id')!r} has an unreadable segmentation "
                                     f"({type(e).__name__}: {e})") from None
             if mask.shape != (H, W):
-                raise SynthgenError(f"{coco_json}: annotation {ann['id']} is {mask.shape[1]}x{mask.shape[0]}, image {path} is {W}x{H}")
+                raise SynthgenError(f"{coco_json}: annotation {ann.get('id')!r} is {mask.shape[1]}x{mask.shape[0]}, image {path} is {W}x{H}")
             area = int(mask.sum())
             if area < min_area:
                 skipped["smaller than min_area"] += 1
@@ -133,7 +128,7 @@ def extract_bank(
             if root not in target.resolve().parents:  # cannot happen with sanitised parts; never write outside
                 raise SynthgenError(f"{rel}: would lie outside --out {out}")
             _write_atomic(target, cv2.imencode(".png", cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGRA))[1].tobytes())
-            cutouts.append({"file": rel, "class": name, "image": info["file_name"], "annotation_id": ann["id"], "area": area})
+            cutouts.append({"file": rel, "class": name, "image": info["file_name"], "annotation_id": ann.get("id"), "area": area})
     index = {
         "source": str(coco_json),
         "classes": dict(Counter(c["class"] for c in cutouts)),
@@ -143,6 +138,46 @@ def extract_bank(
     }
     _write_atomic(out / "index.json", (json.dumps(index, indent=1) + "\n").encode())
     return index
+
+
+def _check_masks(coco, coco_json: Path, images_dir: Path, ids: list, names: dict, classes: Sequence[str] | None) -> None:
+    """Before the first cutout is written: every segmentation that will be cut decodes, to the
+    size of its image as the file declares it and as the image is (pycocotools draws polygons
+    at the declared size). Masks are decoded once more here, and only image headers read."""
+    from pycocotools import mask as mask_utils
+
+    from ..sources import image_size
+
+    problems = []
+    for img_id in ids:
+        anns = [a for a in coco.loadAnns(coco.getAnnIds(imgIds=[img_id], iscrowd=None))
+                if a.get("category_id") in names and (not classes or names[a["category_id"]] in classes) and not a.get("iscrowd")]
+        if not anns:
+            continue
+        info = coco.imgs[img_id]
+        path = images_dir / info["file_name"]
+        try:
+            size = image_size(path)
+        except (OSError, SynthgenError) as e:
+            problems.append(f"{path}: not a readable image ({e}) (image id {img_id!r} of {coco_json})")
+            continue
+        if tuple(size) != (info["width"], info["height"]):
+            problems.append(f"{path}: is {size[0]}x{size[1]}, {coco_json} says {info['width']}x{info['height']} (image id {img_id!r})")
+            continue
+        for a in anns:
+            try:
+                rle = coco.annToRLE(a)
+                # runs that stop short of the mask's size decode the rest from uninitialised memory
+                if int(mask_utils.decode(rle).sum()) != int(mask_utils.area(rle)):
+                    raise ValueError("its runs do not cover height x width")
+            except Exception as e:  # noqa: BLE001 - pycocotools fails in many ways on a bad segmentation
+                problems.append(f"{coco_json}: annotation {a.get('id')!r} has an unreadable segmentation ({type(e).__name__}: {e})")
+                continue
+            if list(rle["size"]) != [info["height"], info["width"]]:
+                problems.append(f"{coco_json}: annotation {a.get('id')!r}: its RLE is {rle['size'][1]}x{rle['size'][0]}, "
+                                f"its image {info['width']}x{info['height']}")
+    if problems:
+        raise SynthgenError("\n".join(problems[:20]))
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

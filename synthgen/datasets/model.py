@@ -10,6 +10,40 @@ from typing import Any, Iterator
 import numpy as np
 
 
+def decode_segmentation(seg: Any, height: int, width: int, source: str = "") -> np.ndarray | None:
+    """A COCO segmentation (polygons in pixels, or an RLE) as a (height, width) bool mask, or
+    None when there is none (polygons of fewer than 3 points are none). One that does not
+    decode, or not to (height, width), is a ``SynthgenError`` naming ``source`` (the readers
+    check a segmentation's shape; whether it decodes is only known here)."""
+    from pycocotools import mask as mask_utils
+
+    from ..errors import SynthgenError
+
+    if not seg:
+        return None
+    try:
+        if isinstance(seg, list):
+            polys = [p for p in seg if len(p) >= 6]
+            if not polys:
+                return None
+            rle = mask_utils.merge(mask_utils.frPyObjects(polys, height, width))
+        elif isinstance(seg.get("counts"), list):
+            rle = mask_utils.frPyObjects(seg, height, width)
+        else:
+            counts = seg["counts"]
+            rle = {"size": seg["size"], "counts": counts.encode() if isinstance(counts, str) else counts}
+        m = mask_utils.decode(rle)
+        # an RLE whose runs stop short of height x width decodes the rest from uninitialised
+        # memory (pycocotools): its area, counted from the runs, then disagrees with the mask
+        if int(m.sum()) != int(mask_utils.area(rle)):
+            raise ValueError("its runs do not cover height x width")
+    except Exception as e:  # noqa: BLE001 - pycocotools fails many ways on a bad mask
+        raise SynthgenError(f"{source or 'an object'}: the segmentation cannot be decoded ({type(e).__name__}: {e})") from None
+    if m.shape[:2] != (height, width):
+        raise SynthgenError(f"{source or 'an object'}: the segmentation is {m.shape[1]}x{m.shape[0]}, its image {width}x{height}")
+    return m.astype(bool)
+
+
 @dataclass
 class Obj:
     category: str
@@ -24,25 +58,12 @@ class Obj:
     keypoints: np.ndarray | None = None
     """(K, 3) x, y, v (COCO flags), when the dataset has them."""
     extra: dict[str, Any] = field(default_factory=dict)
+    source: str = ""
+    """Where the object was read (``file: annotation 12``), for errors."""
 
     def mask(self, height: int, width: int) -> np.ndarray | None:
         """(height, width) bool, or None when the object has no segmentation."""
-        from pycocotools import mask as mask_utils
-
-        seg = self.segmentation
-        if not seg:
-            return None
-        if isinstance(seg, list):
-            polys = [p for p in seg if len(p) >= 6]
-            if not polys:
-                return None
-            rle = mask_utils.merge(mask_utils.frPyObjects(polys, height, width))
-        elif isinstance(seg.get("counts"), list):
-            rle = mask_utils.frPyObjects(seg, height, width)
-        else:
-            counts = seg["counts"]
-            rle = {"size": seg["size"], "counts": counts.encode() if isinstance(counts, str) else counts}
-        return mask_utils.decode(rle).astype(bool)
+        return decode_segmentation(self.segmentation, height, width, self.source)
 
 
 @dataclass

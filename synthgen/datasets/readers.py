@@ -18,6 +18,7 @@ cutouts or meshes, blend modes) to ``Item.meta``.
 from __future__ import annotations
 
 import json
+import math
 import os
 import xml.etree.ElementTree as ET
 from collections import defaultdict
@@ -29,7 +30,9 @@ import yaml
 
 from ..errors import SynthgenError
 from ..sources import IMAGE_EXTS, image_size
+from .jsonstream import json_error, stream_items
 from .model import DiskDataset, Item, Obj
+from .records import check_coco, coco_category_faults, is_int, record_name, refuse, short
 
 FORMATS = ("coco", "yolo", "voc")
 
@@ -86,31 +89,24 @@ def _image_dir(ann_file: Path, split: str, first_file: str | None, given: Path |
                         f"{split}2017 beside it); give --images")
 
 
-def _coco_obj(a: dict[str, Any], names: dict[Any, str]) -> Obj:
-    x, y, w, h = (float(v) for v in a.get("bbox", (0, 0, 0, 0)))
+def _coco_obj(a: dict[str, Any], names: dict[Any, str], source: str) -> Obj:
+    x, y, w, h = (float(v) for v in a["bbox"])
     kp = a.get("keypoints")
-    return Obj(names.get(a.get("category_id"), str(a.get("category_id"))), (x, y, x + w, y + h), a.get("area"),
-               a.get("segmentation"), int(a.get("iscrowd", 0) or 0), a.get("visibility"), a.get("truncation"),
+    return Obj(names.get(a["category_id"], str(a["category_id"])), (x, y, x + w, y + h), a.get("area"),
+               a.get("segmentation"), int(a.get("iscrowd") or 0), a.get("visibility"), a.get("truncation"),
                np.asarray(kp, float).reshape(-1, 3) if kp else None,
-               {k: a[k] for k in ("amodal_bbox", "pose", "id") if k in a})
-
-
-def stream_items(path: Path, prefix: str) -> Iterator[Any]:
-    """The items of a JSON file under ``prefix`` (ijson's, e.g. ``"annotations.item"``), one
-    at a time: the file is never held in memory."""
-    import ijson
-
-    try:
-        with open(path, "rb") as f:
-            yield from ijson.items(f, prefix, use_float=True)
-    except (OSError, ijson.JSONError, UnicodeDecodeError) as e:
-        raise SynthgenError(f"{path}: not a readable COCO file ({e})") from None
+               {k: a[k] for k in ("amodal_bbox", "pose", "id") if k in a}, source)
 
 
 def _coco_categories(f: Path) -> list[dict[str, Any]]:
-    """A COCO file's categories, streamed (``validate`` streams the rest of it; the images and
-    annotations are loaded when asked for)."""
-    return [c for c in stream_items(f, "categories.item") if isinstance(c, dict)]
+    """A COCO file's categories, streamed (the images and annotations are loaded when asked
+    for), each checked."""
+    cats = list(stream_items(f, "categories.item"))
+    for n, c in enumerate(cats):
+        faults = coco_category_faults(c)
+        if faults:
+            raise refuse(str(f), record_name("category", c, n), faults[0])
+    return cats
 
 
 class CocoDataset(DiskDataset):
@@ -121,39 +117,47 @@ class CocoDataset(DiskDataset):
         self.files = files
         self.splits = list(files)
         self._data: dict[str, dict[str, Any]] = {}
-        cats: dict[str, None] = {}
-        for split in self.splits:
-            for c in sorted(_coco_categories(self.files[split][0]), key=lambda c: c.get("id", 0)):
-                cats[str(c.get("name"))] = None
-        self.categories = list(cats)
+        self._categories: list[str] | None = None
         self.manifest = _manifest(root)
+
+    @property
+    def categories(self) -> list[str]:  # type: ignore[override]
+        """The class names of every split's file, in id order: read when first asked for, so
+        that ``validate`` reports a malformed category as a problem instead of stopping."""
+        if self._categories is None:
+            cats: dict[str, None] = {}
+            for split in self.splits:
+                for c in sorted(_coco_categories(self.files[split][0]), key=lambda c: c["id"]):
+                    cats[c["name"]] = None
+            self._categories = list(cats)
+        return self._categories
 
     def _load(self, split: str) -> dict[str, Any]:
         if split not in self._data:
             f = self.files[split][0]
             try:
                 data = json.loads(f.read_text(encoding="utf-8"))
-            except (OSError, ValueError) as e:
-                raise SynthgenError(f"{f}: not a readable COCO file ({e})") from None
-            if not isinstance(data, dict):
-                raise SynthgenError(f"{f}: not a COCO file (the top level is not a mapping)")
-            self._data[split] = data
+            except (OSError, ValueError, RecursionError) as e:
+                raise SynthgenError(f"{f}: not a readable COCO file ({json_error(e)})") from None
+            self._data[split] = check_coco(data, str(f))
         return self._data[split]
 
     def items(self, split: str | None = None) -> Iterator[Item]:
         for s in [split] if split else self.splits:
             data = self._load(s)
-            names = {c.get("id"): str(c.get("name")) for c in data.get("categories", [])}
+            names = {c["id"]: c["name"] for c in data.get("categories", [])}
             by_image: dict[Any, list[dict]] = defaultdict(list)
-            for a in data.get("annotations", []):
-                by_image[a.get("image_id")].append(a)
+            for n, a in enumerate(data.get("annotations", [])):
+                by_image[a["image_id"]].append((n, a))
             images = data.get("images", [])
-            folder = _image_dir(self.files[s][0], s, images[0].get("file_name") if images else None, self.files[s][1])
+            ann_file = self.files[s][0]
+            folder = _image_dir(ann_file, s, images[0]["file_name"] if images else None, self.files[s][1])
             for im in images:
-                file = str(im.get("file_name"))
+                file = im["file_name"]
                 meta = self.manifest.get(f"images/{s}/{file}", {}) if self.manifest else {}
-                yield Item(s, folder / file, im.get("id"), im.get("width"), im.get("height"),
-                           [_coco_obj(a, names) for a in by_image.get(im.get("id"), [])], meta)
+                yield Item(s, folder / file, im["id"], im["width"], im["height"],
+                           [_coco_obj(a, names, f"{ann_file}: {record_name('annotation', a, n)}")
+                            for n, a in by_image.get(im["id"], [])], meta)
 
 
 # -- YOLO ---------------------------------------------------------------------------------------
@@ -174,11 +178,26 @@ def label_path(image: Path) -> Path:
     return Path(s).with_suffix(".txt")
 
 
+def text_lines(path: Path, what: str) -> list[str]:
+    """The lines of a small text file a dataset lists (labels, image lists), or a
+    ``SynthgenError`` naming it: a folder, unreadable, or not UTF-8 text."""
+    try:
+        return path.read_bytes().decode("utf-8").splitlines()
+    except IsADirectoryError:
+        raise SynthgenError(f"{path}: is a folder, not {what}") from None
+    except OSError as e:
+        raise SynthgenError(f"{path}: cannot be read ({e.strerror or e})") from None
+    except UnicodeDecodeError as e:
+        raise SynthgenError(f"{path}: not {what}: not UTF-8 text (byte {e.object[e.start]:#04x} at offset {e.start})") from None
+
+
 def parse_yolo_line(line: str, W: int, H: int) -> tuple[int, tuple[float, float, float, float], list[float] | None]:
     """(class, xyxy pixels, polygon in pixels or None); ValueError for a malformed line."""
     parts = line.split()
     cls = int(parts[0])
     vals = [float(v) for v in parts[1:]]
+    if not all(math.isfinite(v) for v in vals):
+        raise ValueError("a coordinate is not a finite number")
     if len(vals) == 4:
         cx, cy, w, h = vals
         return cls, ((cx - w / 2) * W, (cy - h / 2) * H, (cx + w / 2) * W, (cy + h / 2) * H), None
@@ -189,18 +208,48 @@ def parse_yolo_line(line: str, W: int, H: int) -> tuple[int, tuple[float, float,
     raise ValueError(f"{len(parts)} columns (a box has 5, a polygon 7 or more, odd)")
 
 
+def _data_yaml(path: Path) -> dict[str, Any]:
+    """An ultralytics data.yaml, its keys checked: ``path`` a string, each split a path or a
+    list of paths, ``names`` a list of names or a mapping from class index to name."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise SynthgenError(f"{path}: not a readable YOLO data.yaml (not UTF-8 text: byte {e.object[e.start]:#04x} "
+                            f"at offset {e.start})") from None
+    except (OSError, yaml.YAMLError, RecursionError) as e:
+        what = e.strerror if isinstance(e, OSError) else "nested too deeply" if isinstance(e, RecursionError) else \
+            " ".join(str(e).replace('in "<unicode string>", ', "").split())
+        raise SynthgenError(f"{path}: not a readable YOLO data.yaml ({what})") from None
+    data = {} if data is None else data
+    if not isinstance(data, dict):
+        raise SynthgenError(f"{path}: not a YOLO data.yaml (the top level is {short(data)}, not a mapping)")
+    if data.get("path") is not None and not isinstance(data["path"], str):
+        raise SynthgenError(f"{path}: path: {short(data['path'])} is not a folder's path")
+    for split in ("train", "val", "test"):
+        v = data.get(split)
+        if v is not None and not isinstance(v, str) and not (isinstance(v, list) and all(isinstance(e, str) for e in v)):
+            raise SynthgenError(f"{path}: {split}: {short(v)} is not a path or a list of paths")
+    names = data.get("names", [])
+    if isinstance(names, dict):
+        if not all(is_int(k) for k in names):
+            raise SynthgenError(f"{path}: names: the keys of {short(names)} are not all class indices (integers)")
+    elif not isinstance(names, list):
+        raise SynthgenError(f"{path}: names: {short(names)} is neither a list of class names nor a mapping from "
+                            "class index to name")
+    return data
+
+
 class YoloDataset(DiskDataset):
     format = "yolo"
 
     def __init__(self, data_yaml: Path):
         self.data_yaml = data_yaml
-        try:
-            data = yaml.safe_load(data_yaml.read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError) as e:
-            raise SynthgenError(f"{data_yaml}: not a readable YOLO data.yaml ({e})") from None
-        given = Path(data.get("path") or data_yaml.parent)
-        if not given.is_absolute():
-            given = (data_yaml.parent / given).resolve()
+        data = _data_yaml(data_yaml)
+        given = data_yaml.parent  # ultralytics: no path means the yaml's folder
+        if data.get("path"):
+            given = Path(data["path"])
+            if not given.is_absolute():
+                given = (data_yaml.parent / given).resolve()
         first = next((data[s] for s in ("train", "val", "test") if isinstance(data.get(s), str)), None)
         here = data_yaml.parent
         # a dataset that was moved or copied keeps the old absolute path: read the one beside
@@ -212,7 +261,7 @@ class YoloDataset(DiskDataset):
         if not base.is_dir():
             base = here
         self.root = base
-        self.path_elsewhere = given if base != given else None
+        self.path_elsewhere = given if base.resolve() != given.resolve() else None
         names = data.get("names", [])
         self.categories = [str(names[k]) for k in sorted(names)] if isinstance(names, dict) else [str(n) for n in names]
         self.sources = {s: data[s] for s in ("train", "val", "test") if data.get(s)}
@@ -229,7 +278,7 @@ class YoloDataset(DiskDataset):
             if p.is_dir():
                 out += sorted(q for q in p.rglob("*") if q.suffix.lower() in IMAGE_EXTS)
             elif p.is_file() and p.suffix == ".txt":
-                out += [self.root / line.strip() for line in p.read_text().splitlines() if line.strip()]
+                out += [self.root / line.strip() for line in text_lines(p, "a list of images") if line.strip()]
         return out
 
     def items(self, split: str | None = None) -> Iterator[Item]:
@@ -242,13 +291,14 @@ class YoloDataset(DiskDataset):
                 objs = []
                 lbl = label_path(img)
                 if lbl.exists() and W:
-                    for line in lbl.read_text().splitlines():
+                    for n, line in enumerate(text_lines(lbl, "a label file"), 1):
                         if not line.strip():
                             continue
                         try:
                             cls, box, poly = parse_yolo_line(line, W, H)
-                        except (ValueError, IndexError):
-                            continue  # validate reports it
+                        except (ValueError, IndexError) as e:
+                            raise SynthgenError(f"{lbl}: line {n}: {short(line.strip())}: {e} "
+                                                "(synthgen validate lists every problem)") from None
                         name = self.categories[cls] if 0 <= cls < len(self.categories) else str(cls)
                         objs.append(Obj(name, box, None, [poly] if poly else None))
                 rel = img.relative_to(self.root).as_posix() if img.is_relative_to(self.root) else str(img)
@@ -278,33 +328,28 @@ class VocDataset(DiskDataset):
         self.manifest = _manifest(root.parent.parent.parent) if root.parent.name == "VOCdevkit" else {}
         labelmap = root / "labelmap.txt"
         if labelmap.exists():
-            names = [ln.split(":")[0] for ln in labelmap.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+            names = [ln.split(":")[0] for ln in text_lines(labelmap, "a VOC label map") if ln.strip() and not ln.startswith("#")]
             self.categories = [n for n in names if n != "background"]
         else:
             found: dict[str, None] = {}
-            for item in self.items():
-                for o in item.objects:
-                    found.setdefault(o.category)
+            for s in self.splits:
+                for stem in self.stems(s):
+                    try:
+                        objs = read_voc_xml(self.root / "Annotations" / f"{stem}.xml")[3]
+                    except SynthgenError:
+                        continue  # validate reports it; the other readers stop there
+                    for o in objs:
+                        found.setdefault(o.category)
             self.categories = sorted(found)
+
+    def stems(self, split: str) -> list[str]:
+        """The image names a split's list holds (the first word of each line)."""
+        return [ln.split()[0] for ln in text_lines(self.lists[split], "a VOC image list") if ln.strip()]
 
     def items(self, split: str | None = None) -> Iterator[Item]:
         for s in [split] if split else self.splits:
-            for stem in (ln.strip().split()[0] for ln in self.lists[s].read_text().splitlines() if ln.strip()):
-                xml = self.root / "Annotations" / f"{stem}.xml"
-                W = H = None
-                objs: list[Obj] = []
-                file = None
-                try:
-                    r = ET.parse(xml).getroot()
-                    file = r.findtext("filename")
-                    W, H = int(float(r.findtext("size/width") or 0)) or None, int(float(r.findtext("size/height") or 0)) or None
-                    for o in r.findall("object"):
-                        b = o.find("bndbox")
-                        x0, y0, x1, y1 = (float(b.findtext(k)) for k in ("xmin", "ymin", "xmax", "ymax"))
-                        objs.append(Obj(o.findtext("name") or "", (x0 - 1, y0 - 1, x1, y1), extra={
-                            "truncated": o.findtext("truncated"), "difficult": o.findtext("difficult")}))
-                except (OSError, ET.ParseError, AttributeError, TypeError, ValueError):
-                    pass  # validate reports it
+            for stem in self.stems(s):
+                file, W, H, objs = read_voc_xml(self.root / "Annotations" / f"{stem}.xml")
                 img = self.root / "JPEGImages" / (file or f"{stem}.jpg")
                 if not img.exists():
                     hits = sorted((self.root / "JPEGImages").glob(f"{stem}.*"))
@@ -313,29 +358,60 @@ class VocDataset(DiskDataset):
                 yield Item(s, img, int(stem) if stem.isdigit() else stem, W, H, objs, meta)
 
 
+def read_voc_xml(xml: Path) -> tuple[str | None, int | None, int | None, list[Obj]]:
+    """A VOC annotation: (its image's file name or None, width and height or None when it
+    gives none, objects with 0-based boxes), or a ``SynthgenError`` naming the file and what is
+    wrong."""
+    tail = "(synthgen validate lists every problem)"
+    if not xml.is_file():
+        raise SynthgenError(f"{xml}: does not exist (its image is in the split's list) {tail}")
+    try:
+        r = ET.parse(xml).getroot()
+    except ET.ParseError as e:
+        raise SynthgenError(f"{xml}: not well-formed XML ({e}) {tail}") from None
+    except OSError as e:
+        raise SynthgenError(f"{xml}: cannot be read ({e.strerror or e})") from None
+    try:
+        W, H = int(float(r.findtext("size/width"))), int(float(r.findtext("size/height")))
+    except (TypeError, ValueError, OverflowError):
+        W = H = 0
+    objs = []
+    for k, o in enumerate(r.findall("object")):
+        try:
+            x0, y0, x1, y1 = (float(o.findtext(f"bndbox/{t}")) for t in ("xmin", "ymin", "xmax", "ymax"))
+        except (TypeError, ValueError):
+            raise SynthgenError(f"{xml}: object {k}: no numeric <bndbox> xmin, ymin, xmax, ymax {tail}") from None
+        if not all(math.isfinite(v) for v in (x0, y0, x1, y1)):
+            raise SynthgenError(f"{xml}: object {k}: a <bndbox> coordinate is not a finite number {tail}")
+        objs.append(Obj(o.findtext("name") or "", (x0 - 1, y0 - 1, x1, y1), extra={
+            "truncated": o.findtext("truncated"), "difficult": o.findtext("difficult")}, source=f"{xml}: object {k}"))
+    return r.findtext("filename"), (W if W > 0 and H > 0 else None), (H if W > 0 and H > 0 else None), objs
+
+
 # -- synthgen's manifest ----------------------------------------------------------------------------
 def _manifest(root: Path) -> dict[str, dict[str, Any]]:
     """What synthgen planned for each image of its output at ``root``, by image path: the
-    background, and for each labelled object (in label order) its asset, blend mode and class."""
+    background, and for each labelled object (in label order) its asset, blend mode and class.
+    It only adds to what the labels say: a line that is not one synthgen wrote is skipped."""
     f = root / "manifest.jsonl"
     out: dict[str, dict[str, Any]] = {}
     if not f.is_file():
         return out
-    with f.open(encoding="utf-8") as fh:
+    with f.open(encoding="utf-8", errors="replace") as fh:
         for line in fh:
             try:
                 m = json.loads(line)
-            except ValueError:
+                scene = m.get("scene", {})
+                objs = scene.get("objects", [])
+                bg = scene.get("background", {})
+                background = bg.get("asset") or bg.get("texture") or bg.get("mode")
+                labels = []
+                for lab in m.get("labels", []):
+                    o = objs[lab["object"]] if lab.get("object") is not None and lab["object"] < len(objs) else {}
+                    labels.append({"asset": o.get("asset") or o.get("category"), "blend": o.get("blend"),
+                                   "category": lab.get("category")})
+                out[str(m.get("file", ""))] = {"background": background, "labels": labels, "index": m.get("index"),
+                                               "variant": m.get("variant")}
+            except (ValueError, RecursionError, AttributeError, TypeError, KeyError, IndexError):
                 continue
-            scene = m.get("scene", {})
-            objs = scene.get("objects", [])
-            bg = scene.get("background", {})
-            background = bg.get("asset") or bg.get("texture") or bg.get("mode")
-            labels = []
-            for lab in m.get("labels", []):
-                o = objs[lab["object"]] if lab.get("object") is not None and lab["object"] < len(objs) else {}
-                labels.append({"asset": o.get("asset") or o.get("category"), "blend": o.get("blend"),
-                               "category": lab.get("category")})
-            out[m.get("file", "")] = {"background": background, "labels": labels, "index": m.get("index"),
-                                      "variant": m.get("variant")}
     return out

@@ -64,7 +64,7 @@ def _count(ds: DiskDataset) -> int:
     if isinstance(ds, YoloDataset):
         return sum(len(ds.images_of(s)) for s in ds.splits)
     if isinstance(ds, VocDataset):
-        return sum(sum(1 for ln in ds.lists[s].read_text().splitlines() if ln.strip()) for s in ds.splits)
+        return sum(len(ds.stems(s)) for s in ds.splits)
     return len(ds)
 
 
@@ -135,6 +135,8 @@ def _charts(t: Table, real: Table | None) -> dict[str, str]:
     if real is None:
         ax.barh(y, n_syn, color=[_colour(i) for i in range(len(names))])
         ax.set_xlabel("labelled instances")
+        if not n_syn.sum():  # nothing labelled: no negative counts on the axis
+            ax.set_xlim(0, 1)
     else:
         rc = np.array([int((real.cls == real.categories.index(n)).sum()) if n in real.categories else 0 for n in names])
         ax.barh(y - 0.2, n_syn / max(1, n_syn.sum()), 0.4, label="this dataset", color="#4c72b0")
@@ -145,17 +147,9 @@ def _charts(t: Table, real: Table | None) -> dict[str, str]:
     ax.invert_yaxis()
     charts["classes"] = _svg(f)
 
-    # instances per image
-    f, ax = fig()
-    top = int(max(t.per_image.max(initial=0), real.per_image.max(initial=0) if real is not None else 0)) + 1
-    bins = np.arange(top + 1) - 0.5
-    ax.hist(t.per_image, bins=bins, density=True, alpha=0.8, label="this dataset", color="#4c72b0")
-    if real is not None:
-        ax.hist(real.per_image, bins=bins, density=True, histtype="step", lw=2, label="real", color="#dd8452")
-        ax.legend(frameon=False)
-    ax.set_xlabel("labelled instances in an image")
-    ax.set_ylabel("share of images")
-    charts["per_image"] = _svg(f)
+    # instances per image (none to show for a dataset of no image)
+    if len(t.per_image):
+        charts["per_image"] = _per_image_chart(fig(), t, real)
 
     # size, aspect, visibility, truncation: per class, with the real data's total
     for key, label, vals, rvals, rng in (
@@ -181,24 +175,10 @@ def _charts(t: Table, real: Table | None) -> dict[str, str]:
         ax.legend(frameon=False, fontsize=7, ncol=2)
         charts[key] = _svg(f)
 
-    # positions: where box centres fall, per class
+    # positions: where box centres fall, per class (nothing to show when no box is labelled)
     shown = present[:8]
-    cols = min(4, max(1, len(shown) + (real is not None)))
-    rows = int(np.ceil((len(shown) + (real is not None)) / cols))
-    f, axes = plt.subplots(rows, cols, figsize=(1.55 * cols + 0.4, 1.3 * rows + 0.3), squeeze=False)
-    panels = [(t.categories[c], t.cx[t.cls == c], t.cy[t.cls == c]) for c in shown]
-    if real is not None:
-        panels.append(("real (all)", real.cx, real.cy))
-    for ax, (name, x, yv) in zip(axes.ravel(), panels):
-        ok = np.isfinite(x) & np.isfinite(yv)
-        hist, _, _ = np.histogram2d(yv[ok], x[ok], bins=12, range=[[0, 1], [0, 1]])
-        ax.imshow(hist, cmap="magma", extent=(0, 1, 1, 0), aspect="auto")
-        ax.set_title(name, fontsize=8)
-        ax.set_xticks([])
-        ax.set_yticks([])
-    for ax in axes.ravel()[len(panels):]:
-        ax.axis("off")
-    charts["positions"] = _svg(f)
+    if shown or (real is not None and len(real.cx)):
+        charts["positions"] = _positions_chart(plt, t, real, shown)
 
     # what synthgen used: backgrounds, source assets, blend modes
     if t.has_manifest:
@@ -217,6 +197,38 @@ def _charts(t: Table, real: Table | None) -> dict[str, str]:
             ax.set_xlabel(label)
             charts[key] = _svg(f)
     return charts
+
+
+def _per_image_chart(fig_ax, t: Table, real: Table | None) -> str:
+    f, ax = fig_ax
+    top = int(max(t.per_image.max(initial=0), real.per_image.max(initial=0) if real is not None else 0)) + 1
+    bins = np.arange(top + 1) - 0.5
+    ax.hist(t.per_image, bins=bins, density=True, alpha=0.8, label="this dataset", color="#4c72b0")
+    if real is not None:
+        ax.hist(real.per_image, bins=bins, density=True, histtype="step", lw=2, label="real", color="#dd8452")
+        ax.legend(frameon=False)
+    ax.set_xlabel("labelled instances in an image")
+    ax.set_ylabel("share of images")
+    return _svg(f)
+
+
+def _positions_chart(plt, t: Table, real: Table | None, shown: list[int]) -> str:
+    cols = min(4, max(1, len(shown) + (real is not None)))
+    rows = int(np.ceil((len(shown) + (real is not None)) / cols))
+    f, axes = plt.subplots(rows, cols, figsize=(1.55 * cols + 0.4, 1.3 * rows + 0.3), squeeze=False)
+    panels = [(t.categories[c], t.cx[t.cls == c], t.cy[t.cls == c]) for c in shown]
+    if real is not None:
+        panels.append(("real (all)", real.cx, real.cy))
+    for ax, (name, x, yv) in zip(axes.ravel(), panels):
+        ok = np.isfinite(x) & np.isfinite(yv)
+        hist, _, _ = np.histogram2d(yv[ok], x[ok], bins=12, range=[[0, 1], [0, 1]])
+        ax.imshow(hist, cmap="magma", extent=(0, 1, 1, 0), aspect="auto")
+        ax.set_title(name, fontsize=8)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    for ax in axes.ravel()[len(panels):]:
+        ax.axis("off")
+    return _svg(f)
 
 
 # -- the page -----------------------------------------------------------------------------------
@@ -267,7 +279,8 @@ def _e(s: Any) -> str:
 
 def _table(tab: dict[str, Any], most: int = 40) -> str:
     """A contingency table; beyond ``most`` columns the least used ones are summed into one."""
-    cols, counts = list(tab["cols"]), np.asarray(tab["counts"], int).reshape(len(tab["rows"]), -1)
+    cols = list(tab["cols"])
+    counts = np.asarray(tab["counts"], int).reshape(len(tab["rows"]), len(cols))  # no row: no class labelled
     if len(cols) > most:
         order = np.argsort(-counts.sum(0), kind="stable")
         keep, rest = order[: most - 1], order[most - 1:]

@@ -18,8 +18,10 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from ..datasets.jsonstream import stream_items, top_level_type
 from ..datasets.readers import (CocoDataset, VocDataset, YoloDataset, _image_dir, label_path, open_dataset,
-                                parse_yolo_line, stream_items)
+                                parse_yolo_line, text_lines)
+from ..datasets.records import coco_annotation_faults, coco_category_faults, coco_image_faults, is_int, record_name
 from ..errors import SynthgenError
 from .duplicates import THUMB, image_hashes, leaks
 
@@ -83,69 +85,97 @@ def validate(path: str | Path, format: str | None = None, images: str | Path | N
 def _coco(ds: CocoDataset, counts: dict[str, int], seen_image: Callable[[str, Path], None]) -> Iterator[Problem]:
     for split, (ann_file, given_dir) in ds.files.items():
         name = str(ann_file)
+        if top_level_type(ann_file, "") != "map":
+            yield Problem(name, "file", "coco-invalid", "the top level is not a mapping: not a COCO file")
+            continue
         cats: dict[Any, str] = {}
-        for c in stream_items(ann_file, "categories.item"):
-            cid = c.get("id") if isinstance(c, dict) else None
-            if not isinstance(cid, int):
-                yield Problem(name, f"category {cid!r}", "category-id-invalid", "a category id must be an integer")
-            elif cid in cats:
-                yield Problem(name, f"category {cid}", "category-id-duplicated", "two categories have this id")
+        n = -1
+        for n, c in enumerate(stream_items(ann_file, "categories.item")):
+            faults = coco_category_faults(c)
+            where = record_name("category", c, n)
+            yield from (Problem(name, where, f.kind, f.message) for f in faults)
+            if any(f.kind in ("category-invalid", "category-id-invalid") for f in faults):
+                continue
+            if c["id"] in cats:
+                yield Problem(name, where, "category-id-duplicated", "two categories have this id")
             else:
-                cats[cid] = str(c.get("name"))
+                cats[c["id"]] = str(c.get("name"))
+        yield from _not_a_list(name, ann_file, "categories", n + 1)
         if not cats:
             yield Problem(name, "categories", "no-categories", "the file lists no categories")
         imgs: dict[Any, tuple[int, int, str]] = {}
-        first = None
         folder = None
-        for im in stream_items(ann_file, "images.item"):
-            iid = im.get("id") if isinstance(im, dict) else None
-            if iid is None:
-                yield Problem(name, "image ?", "image-id-missing", "an image without an id")
+        n = -1
+        for n, im in enumerate(stream_items(ann_file, "images.item")):
+            faults = coco_image_faults(im)
+            where = record_name("image", im, n)
+            yield from (Problem(name, where, f.kind, f.message) for f in faults)
+            kinds = {f.kind for f in faults}
+            if kinds & {"image-invalid", "image-id-missing", "image-id-invalid"}:
                 continue
+            iid = im["id"]
             if iid in imgs:
-                yield Problem(name, f"image {iid}", "image-id-duplicated", "two images have this id")
+                yield Problem(name, where, "image-id-duplicated", "two images have this id")
                 continue
-            file, W, H = str(im.get("file_name", "")), im.get("width"), im.get("height")
-            if first is None:
-                first = file
+            W, H = (0, 0) if "image-size-missing" in kinds else (im["width"], im["height"])
+            file = im["file_name"] if "image-file-name-missing" not in kinds else None
+            imgs[iid] = (W, H, file or "")
+            if file is None:
+                continue
+            if folder is None:
                 try:
-                    folder = _image_dir(ann_file, split, first, given_dir)
+                    folder = _image_dir(ann_file, split, file, given_dir)
                 except SynthgenError as e:
-                    yield Problem(name, f"image {iid}", "image-folder-not-found", str(e))
+                    yield Problem(name, where, "image-folder-not-found", str(e))
                     folder = ann_file.parent
-            if not isinstance(W, int) or not isinstance(H, int) or W <= 0 or H <= 0:
-                yield Problem(name, f"image {iid}", "image-size-missing", f"width/height {W!r}x{H!r} are not positive integers")
-                W = H = 0
-            imgs[iid] = (W, H, file)
-            yield from _check_image_file(folder / file, name, f"image {iid}", (W, H), split, seen_image)
+            yield from _check_image_file(folder / file, name, where, (W, H), split, seen_image)
+        yield from _not_a_list(name, ann_file, "images", n + 1)
         ann_ids: set[Any] = set()
-        for a in stream_items(ann_file, "annotations.item"):
+        n = -1
+        for n, a in enumerate(stream_items(ann_file, "annotations.item")):
             counts["annotations"] += 1
-            aid = a.get("id") if isinstance(a, dict) else None
-            where = f"annotation {aid}"
+            faults = coco_annotation_faults(a)
+            where = record_name("annotation", a, n)
+            yield from (Problem(name, where, f.kind, f.message) for f in faults)
+            if not isinstance(a, dict):
+                continue
+            aid = a.get("id")
             if aid is None:
-                yield Problem(name, "annotation ?", "annotation-id-missing", "an annotation without an id")
+                yield Problem(name, where, "annotation-id-missing", "an annotation without an id")
             elif aid in ann_ids:
                 yield Problem(name, where, "annotation-id-duplicated", "two annotations have this id")
-            else:
+            elif not any(f.kind == "annotation-id-invalid" for f in faults):
                 ann_ids.add(aid)
-            iid = a.get("image_id")
+            if any(f.kind == "annotation-orphaned" for f in faults):
+                continue
+            iid = a["image_id"]
             if iid not in imgs:
                 yield Problem(name, where, "annotation-orphaned", f"its image_id {iid!r} is not an image of the file")
                 continue
-            if a.get("category_id") not in cats:
-                yield Problem(name, where, "category-id-unknown", f"category_id {a.get('category_id')!r} is not a category of the file")
+            if is_int(a.get("category_id")) and a["category_id"] not in cats:
+                yield Problem(name, where, "category-id-unknown", f"category_id {a['category_id']!r} is not a category of the file")
+            if faults:
+                continue  # the geometry of a malformed record says nothing more
             W, H, _ = imgs[iid]
             yield from _check_coco_annotation(a, W, H, name, where)
+        yield from _not_a_list(name, ann_file, "annotations", n + 1)
+
+
+def _not_a_list(name: str, ann_file: Path, key: str, streamed: int) -> Iterator[Problem]:
+    """When a top-level list streamed no record, whether ``key`` is something else: ijson
+    streams nothing from ``"annotations": {...}``, which would pass as a file of none."""
+    if not streamed:
+        kind = top_level_type(ann_file, key)
+        if kind not in (None, "array"):
+            yield Problem(name, key, "coco-invalid", f"{key} is a {kind}, not a list")
 
 
 def _check_coco_annotation(a: dict[str, Any], W: int, H: int, name: str, where: str) -> Iterator[Problem]:
+    """Whether a well-formed annotation (``coco_annotation_faults`` found nothing) fits its
+    W x H image, and its box, area and mask agree."""
     from pycocotools import mask as mask_utils
 
-    bbox = a.get("bbox")
-    if not (isinstance(bbox, list) and len(bbox) == 4 and all(isinstance(v, (int, float)) for v in bbox)):
-        yield Problem(name, where, "box-invalid", f"bbox {bbox!r} is not [x, y, w, h]")
-        return
+    bbox = a["bbox"]
     x, y, w, h = bbox
     if w <= 0 or h <= 0:
         yield Problem(name, where, "box-not-positive", f"bbox {bbox} has no area (w or h <= 0)")
@@ -239,8 +269,13 @@ def _yolo(ds: YoloDataset, counts: dict[str, int], seen_image: Callable[[str, Pa
             labelled.add(lbl)
             if not lbl.exists():
                 continue  # a background image: allowed
+            try:
+                lines = text_lines(lbl, "a label file")
+            except SynthgenError as e:
+                yield Problem(str(lbl), "file", "label-unreadable", str(e).removeprefix(f"{lbl}: "))
+                continue
             kinds = set()
-            for n, line in enumerate(lbl.read_text(errors="replace").splitlines(), 1):
+            for n, line in enumerate(lines, 1):
                 if not line.strip():
                     continue
                 counts["annotations"] += 1
@@ -273,20 +308,20 @@ def _yolo(ds: YoloDataset, counts: dict[str, int], seen_image: Callable[[str, Pa
 # -- Pascal VOC ----------------------------------------------------------------------------------
 def _voc(ds: VocDataset, counts: dict[str, int], seen_image: Callable[[str, Path], None]) -> Iterator[Problem]:
     for split, lst in ds.lists.items():
-        for stem in (ln.strip().split()[0] for ln in lst.read_text().splitlines() if ln.strip()):
+        for stem in ds.stems(split):
             xml = ds.root / "Annotations" / f"{stem}.xml"
             name = str(xml)
-            if not xml.exists():
+            if not xml.is_file():
                 yield Problem(str(lst), stem, "annotation-missing", f"{xml} does not exist")
                 continue
             try:
                 r = ET.parse(xml).getroot()
-            except ET.ParseError as e:
+            except (ET.ParseError, OSError) as e:
                 yield Problem(name, "file", "xml-invalid", str(e))
                 continue
             try:
                 W, H = int(float(r.findtext("size/width"))), int(float(r.findtext("size/height")))
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, OverflowError):
                 yield Problem(name, "size", "image-size-missing", "no <size><width>/<height>")
                 W = H = 0
             img = ds.root / "JPEGImages" / (r.findtext("filename") or f"{stem}.jpg")

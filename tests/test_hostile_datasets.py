@@ -1,0 +1,296 @@
+"""Datasets on disk that were made wrong, by hand or by another tool: every record of a COCO,
+YOLO or VOC dataset malformed in the ways files in the wild are (a box of strings, an
+annotation that is a number, a label file that is a folder, an XML entity bomb, JSON nested
+100,000 deep). ``show`` and ``report`` stop with one line naming the file and the record, exit 2,
+and write nothing; ``validate`` names each as a problem (exit 1), or, where the dataset cannot
+be read at all, says why in one line (exit 2). Before, most of these were an ``unexpected
+TypeError`` (exit 1), and the deep JSON took more than 24 GiB and was killed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from synthgen import Generator
+from synthgen.cli import app
+from synthgen.datasets.jsonstream import check_nesting
+from synthgen.datasets.model import decode_segmentation
+from synthgen.errors import SynthgenError
+from synthgen.spec import spec_from_dict
+
+from .conftest import ROOT, base_spec
+
+runner = CliRunner()
+VOC = "voc/VOCdevkit/VOC2012"
+
+
+@pytest.fixture(scope="module")
+def clean(assets, tmp_path_factory) -> Path:
+    raw = base_spec(assets)
+    raw["objects_per_image"] = [1, 3]
+    raw["output"].update(formats=["coco", "yolo", "voc"], split={"train": 1.0})
+    out = tmp_path_factory.mktemp("clean") / "ds"
+    Generator(spec_from_dict(raw)).generate(out, n=4)
+    return out
+
+
+def _coco(edit):
+    def apply(ds: Path) -> None:
+        f = ds / "annotations" / "instances_train.json"
+        data = json.loads(f.read_text())
+        replaced = edit(data)  # an edit edits in place, or returns a whole new top level (a list)
+        f.write_text(json.dumps(replaced if isinstance(replaced, list) else data))
+    return "coco", apply, "instances_train.json"
+
+
+def _first_label(ds: Path) -> Path:
+    return sorted((ds / "labels" / "train").glob("*.txt"))[0]
+
+
+def _first_xml(ds: Path) -> Path:
+    return sorted((ds / VOC / "Annotations").glob("*.xml"))[0]
+
+
+def _label(write):
+    return "yolo", lambda ds: write(_first_label(ds)), "labels/train/"
+
+
+def _xml(text):
+    return "voc", lambda ds: _first_xml(ds).write_text(text(_first_xml(ds).read_text())), "Annotations/"
+
+
+def _set(record: str, key: str, value):
+    def edit(d):
+        d[record][0][key] = value
+    return edit
+
+
+def _folder(p: Path) -> None:
+    p.unlink()
+    p.mkdir()
+
+
+BOMB = ('<?xml version="1.0"?><!DOCTYPE a [<!ENTITY a "aaaaaaaaaa">'
+        + "".join(f'<!ENTITY {c} "{("&" + p + ";") * 10}">' for p, c in zip("abcdefgh", "bcdefghi"))
+        + ']><annotation><filename>&i;</filename></annotation>')
+
+# name: ((format, edit, the file the line names), validate's kind or None when it cannot read the
+# dataset at all, what the one line says)
+CASES = {
+    "annotation that is a number": (_coco(lambda d: d["annotations"].__setitem__(0, 5)), "annotation-invalid",
+                                    "annotations[0]: an annotation is a mapping, not 5"),
+    "bbox of strings": (_coco(_set("annotations", "bbox", ["a", "b", "c", "d"])), "box-invalid",
+                        "bbox ['a', 'b', 'c', 'd'] is not [x, y, w, h]"),
+    "bbox null": (_coco(_set("annotations", "bbox", None)), "box-invalid", "bbox None is not [x, y, w, h]"),
+    "bbox of booleans": (_coco(_set("annotations", "bbox", [True, False, True, True])), "box-invalid",
+                         "bbox [True, False, True, True] is not [x, y, w, h]"),
+    "bbox of two numbers": (_coco(_set("annotations", "bbox", [1, 2])), "box-invalid", "bbox [1, 2] is not"),
+    "area a word": (_coco(_set("annotations", "area", "big")), "area-invalid", "area 'big' is not a finite number"),
+    "iscrowd a word": (_coco(_set("annotations", "iscrowd", "yes")), "iscrowd-invalid", "iscrowd 'yes' is not 0 or 1"),
+    "segmentation a word": (_coco(_set("annotations", "segmentation", "zzz")), "mask-unreadable",
+                            "segmentation 'zzz' is neither polygons nor an RLE"),
+    "polygon of words": (_coco(_set("annotations", "segmentation", [["a", "b", "c", "d", "e", "f"]])), "mask-unreadable",
+                         "is not a list of polygons"),
+    "keypoints not triples": (_coco(_set("annotations", "keypoints", [1, 2])), "keypoints-invalid",
+                              "keypoints [1, 2] are not x, y, v triples"),
+    "image_id a list": (_coco(_set("annotations", "image_id", [0])), "annotation-orphaned", "image_id [0] is not an image id"),
+    "category id a word": (_coco(_set("categories", "id", "x")), "category-id-invalid",
+                           "id 'x': a category id must be an integer"),
+    "category without a name": (_coco(lambda d: d["categories"][0].pop("name")), "category-name-invalid",
+                                "name None: a category needs a name"),
+    "image that is a word": (_coco(lambda d: d["images"].__setitem__(0, "x")), "image-invalid",
+                             "images[0]: an image is a mapping, not 'x'"),
+    "image id a mapping": (_coco(_set("images", "id", {"a": 1})), "image-id-invalid",
+                           "an image id must be an integer or a string"),
+    "image without a file name": (_coco(lambda d: d["images"][0].pop("file_name")), "image-file-name-missing",
+                                  "file_name None: an image needs a file name"),
+    "image width a word": (_coco(_set("images", "width", "640")), "image-size-missing",
+                           "width/height '640'x96 are not positive integers"),
+    "annotations a mapping": (_coco(lambda d: d.update(annotations={"a": 1})), "coco-invalid",
+                              "annotations is {'a': 1}, not a list"),
+    "top level a list": (_coco(lambda d: [1, 2]), "coco-invalid", "the top level is not a mapping"),
+    "label line of words": (_label(lambda p: p.write_text("hello world\n")), "yolo-columns", "line 1: 'hello world'"),
+    "label coordinate nan": (_label(lambda p: p.write_text("0 nan 0.5 0.1 0.1\n")), "yolo-columns",
+                             "a coordinate is not a finite number"),
+    "label file not UTF-8": (_label(lambda p: p.write_bytes(b"0 0.5 \xff\xfe 0.1 0.1\n")), "label-unreadable",
+                             "not UTF-8 text (byte 0xff at offset 6)"),
+    "label file a folder": (_label(_folder), "label-unreadable", "is a folder, not a label file"),
+    "data.yaml a list": (("yolo", lambda ds: (ds / "data.yaml").write_text("- 1\n- 2\n"), "data.yaml"), None,
+                         "not a YOLO data.yaml (the top level is [1, 2], not a mapping)"),
+    "names a number": (("yolo", lambda ds: (ds / "data.yaml").write_text("train: images/train\nnames: 5\n"), "data.yaml"),
+                       None, "names: 5 is neither a list of class names nor a mapping"),
+    "xml cut short": (_xml(lambda t: t[: len(t) // 2]), "xml-invalid", "not well-formed XML"),
+    "xml entity bomb": (_xml(lambda t: BOMB), "xml-invalid", "not well-formed XML"),
+    "bndbox of words": (_xml(lambda t: t.replace("<xmin>", "<xmin>abc", 1)), "box-invalid",
+                        "object 0: no numeric <bndbox>"),
+    "labelmap not UTF-8": (("voc", lambda ds: (ds / VOC / "labelmap.txt").write_bytes(b"\xf3\x28\n"), "labelmap.txt"), None,
+                           "not a VOC label map: not UTF-8 text"),
+}
+
+
+@pytest.fixture
+def broken(clean, tmp_path, request) -> tuple[Path, str, str, str | None, str]:
+    (fmt, edit, file), kind, says = CASES[request.param]
+    ds = tmp_path / "ds"
+    shutil.copytree(clean, ds)
+    edit(ds)
+    return ds, fmt, file, kind, says
+
+
+def _one_error(r, file: str, says: str) -> None:
+    assert r.exit_code == 2, r.output
+    errors = [line for line in r.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and file in errors[0] and says in errors[0], r.output
+    assert "unexpected" not in r.output and "Traceback" not in r.output, r.output
+
+
+@pytest.mark.parametrize("broken", sorted(CASES), indirect=True)
+def test_show_and_report_stop_at_a_malformed_record_with_one_line(broken, tmp_path):
+    ds, fmt, file, kind, says = broken
+    out = tmp_path / "out"
+    for cmd in (["show", str(ds), "--format", fmt, "--out", str(out / "s.png")],
+                ["report", str(ds), "--format", fmt, "--out", str(out / "r.html")]):
+        r = runner.invoke(app, cmd)
+        _one_error(r, file, says)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("broken", sorted(CASES), indirect=True)
+def test_validate_names_each_malformed_record(broken):
+    ds, fmt, file, kind, says = broken
+    r = runner.invoke(app, ["validate", str(ds), "--format", fmt, "--no-duplicates"])
+    if kind is None:  # the dataset cannot be read at all
+        _one_error(r, file, says)
+        return
+    assert r.exit_code == 1, r.output
+    hits = [line for line in r.output.splitlines() if f": {kind}: " in line]
+    assert hits and file in hits[0], r.output
+    assert "unexpected" not in r.output and "Traceback" not in r.output, r.output
+
+
+def test_json_nested_100000_deep_is_refused_in_bounded_memory(clean, tmp_path):
+    """ijson keeps a path string per level: memory grows with the square of the depth (this
+    200 KB file took more than 24 GiB). Refused before ijson reads it, under a 3 GiB limit."""
+    ds = tmp_path / "ds"
+    shutil.copytree(clean, ds)
+    (ds / "annotations" / "instances_train.json").write_text('{"categories": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    code = ("import resource, sys; resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30)); "
+            "from synthgen.cli import main; sys.argv = ['synthgen'] + sys.argv[1:]; main()")
+    for cmd in ("validate", "report"):
+        r = subprocess.run([sys.executable, "-c", code, cmd, str(ds), "--format", "coco", "--out" if cmd == "report" else
+                            "--no-duplicates", *([str(tmp_path / "r.html")] if cmd == "report" else [])],
+                           capture_output=True, text=True, timeout=120, cwd=ROOT)
+        assert r.returncode == 2, (cmd, r.returncode, r.stderr[-2000:])
+        assert r.stderr.count("error:") == 1, r.stderr
+        # validate streams it (ijson); report loads it whole (json, whose C parser stops at
+        # Python's recursion limit)
+        said = "JSON nested more than 100 levels deep" if cmd == "validate" else "not a readable COCO file (nested too deeply)"
+        assert f"instances_train.json: {said}" in r.stderr, r.stderr
+    assert not (tmp_path / "r.html").exists()
+
+
+def _depth(v) -> int:
+    return 1 + max(map(_depth, v.values() if isinstance(v, dict) else v), default=0) if isinstance(v, (dict, list)) else 0
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 7, 64, 1 << 16])
+def test_nesting_counts_brackets_outside_strings_only(tmp_path, chunk):
+    """Brackets in strings (an RLE's counts hold [ and ]), escaped quotes and backslashes, split
+    anywhere between reads: the depth found is the parser's."""
+    doc = {"a": [[1, {"b": "[[[[\\\"[[{{"}], "x\\\\"], "c": {"d": [[[["]]]]\\\\\\\"]]"]]]]}, "e": '"[' * 5}
+    f = tmp_path / "n.json"
+    f.write_text(json.dumps(doc))
+    depth = _depth(doc)
+    assert depth == 6
+    check_nesting(f, limit=depth, chunk=chunk)
+    with pytest.raises(SynthgenError, match="nested more than 5 levels"):
+        check_nesting(f, limit=depth - 1, chunk=chunk)
+
+
+def test_an_rle_whose_runs_stop_short_is_refused_not_drawn_from_memory():
+    """pycocotools decodes what such an RLE leaves uncovered from uninitialised memory: masks
+    that differ from run to run. The runs' area disagrees with the mask: refused, named."""
+    for counts in ("", "0", "zzzz"):
+        with pytest.raises(SynthgenError, match=r"f.json: annotation 3: the segmentation cannot be decoded .*runs do not cover"):
+            decode_segmentation({"size": [48, 64], "counts": counts}, 48, 64, "f.json: annotation 3")
+    with pytest.raises(SynthgenError, match="f.json: annotation 3: the segmentation is 8x6, its image 64x48"):
+        decode_segmentation({"size": [6, 8], "counts": [48]}, 48, 64, "f.json: annotation 3")
+    m = np.zeros((48, 64), np.uint8, order="F")
+    m[10:20, 5:9] = 1
+    from pycocotools import mask as mask_utils
+
+    assert np.array_equal(decode_segmentation(mask_utils.encode(m), 48, 64), m.astype(bool))
+
+
+def test_report_of_a_dataset_with_no_labelled_object(clean, tmp_path):
+    """Images and no annotation (negatives only): the report has no box to chart, and wrote
+    itself; it stopped with matplotlib's 'Number of rows must be a positive integer, not 0'."""
+    ds = tmp_path / "ds"
+    shutil.copytree(clean, ds)
+    f = ds / "annotations" / "instances_train.json"
+    data = json.loads(f.read_text())
+    data["annotations"] = []
+    f.write_text(json.dumps(data))
+    r = runner.invoke(app, ["report", str(ds), "--format", "coco", "--out", str(tmp_path / "r.html")])
+    assert r.exit_code == 0, r.output
+    page = (tmp_path / "r.html").read_text()
+    assert "<b>4</b>images" in page.replace(" ", "") or ">4<" in page
+
+
+def test_a_yolo_dataset_without_path_named_by_a_relative_folder_is_not_elsewhere(clean, tmp_path, monkeypatch):
+    """No ``path`` in data.yaml means its folder (ultralytics); given as a relative folder, it
+    was joined to itself (``ds/ds``) and reported as a stale path."""
+    ds = tmp_path / "ds"
+    shutil.copytree(clean, ds)
+    data = (ds / "data.yaml").read_text().splitlines()
+    (ds / "data.yaml").write_text("\n".join(line for line in data if not line.startswith("path:")) + "\n")
+    monkeypatch.chdir(tmp_path)
+    r = runner.invoke(app, ["validate", "ds", "--format", "yolo", "--no-duplicates"])
+    assert "yolo-path-elsewhere" not in r.output and r.exit_code == 0, r.output
+
+
+def test_extract_checks_every_mask_before_the_first_cutout(clean, tmp_path):
+    """A segmentation that does not decode, in the last annotation: nothing is written (the
+    first cutouts were, and the run stopped half-way)."""
+    ds = tmp_path / "ds"
+    shutil.copytree(clean, ds)
+    f = ds / "annotations" / "instances_train.json"
+    data = json.loads(f.read_text())
+    data["annotations"][-1]["segmentation"] = {"size": [96, 128], "counts": "zzzz"}
+    f.write_text(json.dumps(data))
+    out = tmp_path / "bank"
+    r = runner.invoke(app, ["extract", str(f), str(ds / "images" / "train"), "--out", str(out), "--min-area", "1"])
+    assert r.exit_code == 2 and f"annotation {data['annotations'][-1]['id']} has an unreadable segmentation" in r.output, r.output
+    assert "runs do not cover" in r.output and not out.exists(), r.output
+
+
+def test_manifest_lines_synthgen_did_not_write_are_skipped(clean, tmp_path):
+    """manifest.jsonl only adds to the labels: a line that is a list, or has the wrong shapes,
+    is skipped instead of stopping ``show`` and ``report``."""
+    ds = tmp_path / "ds"
+    shutil.copytree(clean, ds)
+    with (ds / "manifest.jsonl").open("a") as fh:
+        fh.write('[1, 2]\n{"scene": 5}\n{"scene": {"objects": 3}, "labels": [{"object": "x"}]}\nnot json\n')
+    r = runner.invoke(app, ["report", str(ds), "--out", str(tmp_path / "r.html")])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["show", str(ds), "--out", str(tmp_path / "s.png")])
+    assert r.exit_code == 0, r.output
+
+
+def test_the_cases_leave_the_clean_dataset_readable(clean, tmp_path):
+    """The fixture itself is clean in every format, so each case above fails for its edit."""
+    for fmt in ("coco", "yolo", "voc"):
+        r = runner.invoke(app, ["validate", str(clean), "--format", fmt, "--no-duplicates"])
+        assert r.exit_code == 0, (fmt, r.output)
+        r = runner.invoke(app, ["show", str(clean), "--format", fmt, "--out", str(tmp_path / f"{fmt}.png")])
+        assert r.exit_code == 0, (fmt, r.output)
+    assert os.path.exists(tmp_path / "coco.png")
