@@ -165,6 +165,29 @@ def test_resume_refuses_another_run_and_a_complete_one(slow_spec, tmp_path):
     assert r.returncode == 2 and "already complete" in r.stderr
 
 
+def test_resume_refuses_a_run_whose_parts_were_lost_or_cut(slow_spec, tmp_path):
+    """The journal says how long each part (the lines of the COCO file, the manifest, ...) was
+    at its last record. A part deleted or cut short was appended to from nothing and the
+    finished COCO file held the interrupted run's images without their annotations, silently."""
+    out = tmp_path / "out"
+    proc = _start(["generate", str(slow_spec), "--n", "60", "--out", str(out)])
+    _kill_when(proc, out, 10, "main")
+    proc.wait(timeout=60)
+    parts = out / ".synthgen" / "parts"
+    victim = next(p for p in sorted(parts.iterdir()) if p.name.endswith(".annotations") and p.stat().st_size)
+    saved = victim.read_bytes()
+    images = sorted(p.name for p in (out / "images").rglob("*.jpg"))
+    for damage, says in ((lambda: victim.unlink(), "is missing"), (lambda: victim.write_bytes(saved[:10]), "holds 10 bytes")):
+        damage()
+        r = subprocess.run(CLI + ["generate", str(slow_spec), "--n", "60", "--out", str(out), "--resume"], capture_output=True, text=True)
+        assert r.returncode == 2 and f"{victim.name}: the part of the run's" in r.stderr and says in r.stderr, r.stderr
+        assert "start it again with --overwrite" in r.stderr and "Traceback" not in r.stderr, r.stderr
+        assert sorted(p.name for p in (out / "images").rglob("*.jpg")) == images  # nothing more written
+    victim.write_bytes(saved)  # put back, the run finishes
+    r = subprocess.run(CLI + ["generate", str(slow_spec), "--n", "60", "--out", str(out), "--resume"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+
+
 SCRIPT = """
 from synthgen import Generator
 

@@ -167,6 +167,40 @@ def test_merge_refuses_what_does_not_belong_together(spec, tmp_path):
     assert r.exit_code == 2 and victim.name in r.output and "gone" in r.output, r.output
 
 
+@pytest.mark.parametrize("damage, words", [
+    (lambda s: (s / ".synthgen" / "parts" / "coco__train.annotations").unlink(), "coco/train.annotations lines is missing"),
+    (lambda s: (s / ".synthgen" / "parts" / "manifest").write_bytes(b"x" * 10), "manifest lines holds 10 bytes, its journal says"),
+    (lambda s: (s / ".synthgen" / "journal.jsonl").write_bytes(b"{garbage\n"), "journal.jsonl: line 1 is not a journal record"),
+    (lambda s: (s / ".synthgen" / "journal.jsonl").write_text('{"i": 0, "v": 5, "n": {}, "o": {}}\n'), "line 1 is not a journal"),
+    (lambda s: (s / ".synthgen" / "assembled.txt").write_bytes(bytes(range(256))), None),
+    (lambda s: _edit_run(s, lambda r: r.update(identity=[1])), "unreadable run record (no identity"),
+    (lambda s: _edit_run(s, lambda r: r["identity"]["request"].update(shard="x/y")), "shard 'x/y' is not K/N"),
+])
+def test_merge_of_a_damaged_shard_is_one_line_and_writes_nothing(spec, tmp_path, damage, words):
+    """A shard whose bookkeeping was damaged: a lost part merged silently into a dataset whose
+    first shard's images had no labels; a damaged journal or run record stopped merge with an
+    'unexpected' error. A damaged list of assembled files is read as well as it can be."""
+    for k in range(2):
+        Generator(spec_from_dict(spec)).generate(tmp_path / f"s{k}", n=20, shard=f"{k}/2")
+    Generator(spec_from_dict(spec)).generate(tmp_path / "whole", n=20)
+    damage(tmp_path / "s0")
+    r = runner.invoke(app, ["merge", str(tmp_path / "s0"), str(tmp_path / "s1"), "--out", str(tmp_path / "m")])
+    if words is None:
+        assert r.exit_code == 0, r.output
+        _same_dataset(tmp_path / "m", tmp_path / "whole")
+        return
+    assert r.exit_code == 2 and words in r.output and "Traceback" not in r.output and "unexpected" not in r.output, r.output
+    assert len(r.output.strip().splitlines()) == 1, r.output
+    assert not (tmp_path / "m").exists()
+
+
+def _edit_run(shard: Path, edit) -> None:
+    run = shard / ".synthgen" / "run.json"
+    rec = json.loads(run.read_text())
+    edit(rec)
+    run.write_text(json.dumps(rec))
+
+
 @pytest.mark.parametrize("bad, words", [("3", "give K/N"), ("a/b", "give K/N"), ("2/2", "K must be 0 to N-1"),
                                         ("-1/2", "K must be 0 to N-1"), ("0/0", "K must be 0 to N-1"), ("0/50", "more shards than")])
 def test_bad_shard_flags_one_line(spec, tmp_path, bad, words):

@@ -66,7 +66,8 @@ class OutputFolder:
         p = self.meta / ASSEMBLED
         if not p.is_file():
             return set()
-        return {line.rstrip("\n") for line in p.read_text(encoding="utf-8").splitlines() if line.strip()}
+        # a damaged list is read as well as it can be: no line of it can name a file it should not
+        return {line.rstrip("\n") for line in p.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()}
 
     def close(self) -> None:
         if self._log is not None:

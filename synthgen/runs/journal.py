@@ -15,6 +15,7 @@ import json
 import os
 from typing import Any, Iterator
 
+from ..errors import SynthgenError
 from .files import OutputFolder
 
 JOURNAL = "journal.jsonl"
@@ -37,6 +38,42 @@ class Journal:
         self._f = None
 
     # -- resume ---------------------------------------------------------------------------------
+    def check_parts(self) -> None:
+        """Before a resume writes anything: every part the journal's last record names is there
+        and at least as long as it says. A part lost or cut (by hand, or by a disk) would be
+        appended to from nothing, and the finished dataset would hold the interrupted run's
+        images without their labels, silently."""
+        for name, size in self._tail_offsets().items():
+            part = self.folder.part_path(name)
+            have = part.stat().st_size if part.is_file() else None
+            if have is None or have < size:
+                what = "is missing" if have is None else f"holds {have} bytes, the journal says {size}"
+                raise SynthgenError(f"{part}: the part of the run's {name} lines {what}: the interrupted run cannot be "
+                                    "finished; start it again with --overwrite")
+
+    def _tail_offsets(self) -> dict[str, int]:
+        """The part lengths in the journal's last complete record, read from its end (a journal
+        holds a line per task: reading it all twice would cost a large run minutes)."""
+        if not self.path.is_file():
+            return {}
+        with self.path.open("rb") as f:
+            end = f.seek(0, 2)
+            tail = b""
+            while end > 0:
+                start = max(0, end - (1 << 16))
+                f.seek(start)
+                tail = f.read(end - start) + tail
+                end = start
+                pieces = tail.split(b"\n")
+                for raw in reversed(pieces[1 if start else 0 : -1]):  # whole lines only
+                    try:
+                        sizes = json.loads(raw)["o"]
+                        if isinstance(sizes, dict) and all(isinstance(v, int) for v in sizes.values()):
+                            return sizes
+                    except (ValueError, KeyError, TypeError):
+                        continue
+        return {}
+
     def replay(self) -> Iterator[dict[str, Any]]:
         """The finished tasks' records, in order; afterwards the journal and every part are cut
         back to the last complete record, ready to append to."""

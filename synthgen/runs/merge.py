@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -41,6 +42,8 @@ def merge(shards: list[str | Path], out: str | Path, overwrite: bool = False,
     from ..spec import spec_from_dict
 
     spec = spec_from_dict(identity["spec"], name=f"{ordered[0]}/{META}/{outdir.RUN}")
+    for shard in ordered:  # before the first file is written
+        _check_journal_and_parts(OutputFolder(shard), spec)
     folder = _prepare(out, identity, overwrite)
     try:
         writers = make_writers(spec)
@@ -77,8 +80,10 @@ def check_shards(shards: list[str | Path]) -> tuple[list[Path], dict[str, Any]]:
         if not run.is_file():
             raise SynthgenError(f"{s}: not a synthgen shard (no {META}/{outdir.RUN}); make shards with generate --shard K/N")
         rec = outdir._read_run(run)
-        ident = rec.get("identity", {})
-        request = ident.get("request", {})
+        ident = rec.get("identity")
+        request = ident.get("request") if isinstance(ident, dict) else None
+        if not isinstance(request, dict) or not isinstance(ident.get("spec"), dict):
+            raise SynthgenError(f"{run}: unreadable run record (no identity with a spec and a request); make the shard again")
         if "shard" not in request:
             raise SynthgenError(f"{s}: a whole run, not a shard (made without --shard K/N): nothing to merge it with")
         if rec.get("state") != "complete":
@@ -89,7 +94,10 @@ def check_shards(shards: list[str | Path]) -> tuple[list[Path], dict[str, Any]]:
                                 "with the version that made the shards")
         if not (s / META / JOURNAL).is_file():
             raise SynthgenError(f"{s}: shard {request['shard']} has lost its journal ({META}/{JOURNAL}); make it again")
-        k, n = (int(v) for v in request["shard"].split("/"))
+        m = re.fullmatch(r"(\d+)/(\d+)", str(request["shard"]))
+        if not m or not int(m[1]) < int(m[2]):
+            raise SynthgenError(f"{run}: unreadable run record (shard {request['shard']!r} is not K/N); make the shard again")
+        k, n = int(m[1]), int(m[2])
         whole = copy.deepcopy(ident)
         del whole["request"]["shard"]
         if first is None:
@@ -108,6 +116,32 @@ def check_shards(shards: list[str | Path]) -> tuple[list[Path], dict[str, Any]]:
     if missing:
         raise SynthgenError(f"merge: shard(s) {', '.join(missing)} missing; give all {total} shards of the run")
     return [by_k[k] for k in range(total)], first[1]
+
+
+def _check_journal_and_parts(src: OutputFolder, spec: Any) -> None:
+    """Every line of a shard's journal is a record its labels can be counted from, and each of
+    its parts (the lines of its COCO, manifest, ...) is as long as the journal's last record
+    says: a part lost or cut would leave the shard's images without their labels in the merged
+    dataset, silently."""
+    path = src.meta / JOURNAL
+    sizes: dict[str, int] = {}
+    with path.open("rb") as f:
+        for n, raw in enumerate(f, 1):
+            try:
+                rec = json.loads(raw)
+                RunStats(spec).add(result_of(rec))
+                sizes = dict(rec["o"])
+                if not raw.endswith(b"\n") or not all(isinstance(v, int) for v in sizes.values()):
+                    raise ValueError
+            except (ValueError, TypeError, KeyError, IndexError, AttributeError, RecursionError):
+                raise SynthgenError(f"{path}: line {n} is not a journal record synthgen wrote; make the shard "
+                                    f"{src.root} again") from None
+    for name, size in sizes.items():
+        part = src.part_path(name)
+        have = part.stat().st_size if part.is_file() else None
+        if have != size:
+            what = "is missing" if have is None else f"holds {have} bytes, its journal says {size}"
+            raise SynthgenError(f"{part}: the part of this shard's {name} lines {what}; make the shard {src.root} again")
 
 
 def _guard(out: Path, shards: list[Path]) -> None:

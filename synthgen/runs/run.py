@@ -81,6 +81,8 @@ def execute(
     except OSError as e:
         raise SynthgenError(f"--out {out_dir}: {e.filename or ''} {e.strerror or e}".replace("  ", " ")) from None
     journal = Journal(folder)
+    if resuming:
+        journal.check_parts()
     executor = None
     try:
         writers = make_writers(gen.spec)
