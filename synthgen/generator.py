@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
@@ -17,6 +18,20 @@ from .spec import RendererSpec, Spec, load_spec
 if TYPE_CHECKING:
     from .compositor.assets import AssetLibrary
     from .renderer.meshes import MeshLibrary
+
+
+def sample_index(index: Any) -> int:
+    """``index`` as a sample index: a whole number >= 0 (a numpy integer too). A float such as
+    1.5 was taken as sample 1 and written with the id 1.5."""
+    try:
+        if isinstance(index, bool):
+            raise TypeError
+        index = operator.index(index)
+    except TypeError:
+        raise TypeError(f"a sample index is a whole number, not {index!r}") from None
+    if index < 0:
+        raise IndexError(f"sample index must be >= 0, got {index}")
+    return index
 
 
 class Generator:
@@ -92,7 +107,7 @@ class Generator:
 
     def plan(self, index: int, categories: Sequence[str] | None = None) -> Any:
         """The planned scene of sample ``index``: every random choice, as plain data."""
-        return backend_kind(self.spec.kind).plan(self.spec, self.library, self.seed, index, categories)
+        return backend_kind(self.spec.kind).plan(self.spec, self.library, self.seed, sample_index(index), categories)
 
     def sample(self, index: int, categories: Sequence[str] | None = None, variant: str | None = None) -> Sample:
         """Sample ``index``.
@@ -100,8 +115,6 @@ class Generator:
         categories: fixes which classes are placed (the scheduler's request; [] = negative).
         variant: render the planned scene with this blend mode on every object.
         """
-        if index < 0:
-            raise IndexError(f"sample index must be >= 0, got {index}")
         return self._render(self.plan(index, categories), variant)
 
     def _render(self, scene: Any, variant: str | None) -> Sample:

@@ -44,6 +44,19 @@ def test_sample_i_is_pure_in_seed_and_index(spec_file):
     assert not np.array_equal(other_seed[0].image, a[0].image)
 
 
+def test_a_sample_index_is_a_whole_number(spec_file):
+    """gen[1.5] was sample 1 carrying the index 1.5 (its COCO id when written); a numpy integer,
+    as a sampler gives, is an index like any other."""
+    g = Generator.from_yaml(spec_file)
+    for bad in (1.5, "1", True, None):
+        with pytest.raises(TypeError, match="a sample index is a whole number"):
+            g[bad]
+    with pytest.raises(IndexError, match="sample index must be >= 0, got -1"):
+        g.plan(-1)
+    s = g[np.int64(2)]
+    assert s.index == 2 and type(s.index) is int and np.array_equal(s.image, g[2].image)
+
+
 def test_scene_replays_from_its_json(spec_file):
     gen = Generator.from_yaml(spec_file)
     s = gen[4]

@@ -221,6 +221,22 @@ def test_mixed_dataset_has_the_share_of_real_images_in_every_batch(spec, assets,
                      SynthDataset(spec, length=8), 0.5)
 
 
+def test_bad_arguments_are_named_when_the_dataset_is_made(spec):
+    """Not inside a DataLoader worker later, as a bare TypeError or an index error about sample
+    -3 (epoch -1)."""
+    for make, says in ((lambda: SynthDataset(spec, length=3, epoch=-1), "epoch must be a whole number >= 0, got -1"),
+                       (lambda: SynthDataset(spec, length=3).set_epoch("a"), "epoch must be a whole number >= 0, got 'a'"),
+                       (lambda: SynthDataset(spec, length=3, transforms=5), "transforms must be a torchvision v2 transform"),
+                       (lambda: SynthDataset(5, length=3), "made from a spec file's path, a Spec or a Generator, not int"),
+                       (lambda: SynthIterableDataset(spec, length=4, rank=2, world_size=2), "0 <= rank < world_size"),
+                       (lambda: SynthIterableDataset(spec, length=4, rank=-1), "0 <= rank < world_size")):
+        with pytest.raises(SynthgenError, match=says):
+            make()
+    ds = SynthDataset(spec, length=3)
+    ds.set_epoch(np.int64(2))
+    assert ds.epoch == 2 and ds.index_of(0) == 6
+
+
 def test_a_malformed_real_coco_file_is_refused_when_the_dataset_is_made(assets, tmp_path):
     """Not in a DataLoader worker half an epoch later: an annotation whose class is not in the
     file (its label would be unknown), a bbox of strings, a file that is not JSON."""

@@ -21,12 +21,19 @@ ENDLESS_EPOCH = 1 << 40  # sample-index stride between epochs of an endless stre
 
 
 # -- the datasets -------------------------------------------------------------------------------
+def _epoch_number(epoch: Any) -> int:
+    """An epoch: a whole number >= 0 (-1 reached sample indices below 0, a string a ValueError)."""
+    if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)) or epoch < 0:
+        raise SynthgenError(f"epoch must be a whole number >= 0, got {epoch!r}")
+    return int(epoch)
+
+
 class _SharedEpoch:
     """The epoch in shared memory: ``set_epoch`` in the main process reaches DataLoader workers,
     persistent ones included (each holds its own copy of the dataset), fork or spawn alike."""
 
     def _init_epoch(self, epoch: int) -> None:
-        self._epoch = multiprocessing.RawValue("q", int(epoch))
+        self._epoch = multiprocessing.RawValue("q", _epoch_number(epoch))
 
     @property
     def epoch(self) -> int:
@@ -34,7 +41,7 @@ class _SharedEpoch:
 
     def set_epoch(self, epoch: int) -> None:
         """Every epoch sees new samples (see the class)."""
-        self._epoch.value = int(epoch)
+        self._epoch.value = _epoch_number(epoch)
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
@@ -107,6 +114,11 @@ class SynthIterableDataset(_Synthetic, IterableDataset):
             raise SynthgenError(f"length must be a whole number >= 1 or None (endless), got {length!r}")
         self.length = length
         self._init_epoch(epoch)
+        if rank is not None or world_size is not None:
+            r, w = rank if rank is not None else 0, world_size if world_size is not None else 1
+            if any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) for v in (r, w)) or not 0 <= r < w:
+                raise SynthgenError(f"rank and world_size must be whole numbers with 0 <= rank < world_size, got {rank!r} "
+                                    f"and {world_size!r}")
         self.rank, self.world_size = rank, world_size
         self._t = _Targets(_generator(spec_or_generator, seed), transforms, float_images, masks, keypoints, depth, camera_K, poses)
 

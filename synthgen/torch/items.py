@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import random
 from typing import Any, Callable, Iterator
 
@@ -35,6 +36,9 @@ def _generator(spec_or_generator: Any, seed: int | None) -> Generator:
         return spec_or_generator if seed is None else Generator(spec_or_generator.spec, seed=seed)
     if hasattr(spec_or_generator, "categories") and hasattr(spec_or_generator, "kind"):  # a Spec
         return Generator(spec_or_generator, seed=seed)
+    if not isinstance(spec_or_generator, (str, os.PathLike)):
+        raise SynthgenError(f"a synthetic dataset is made from a spec file's path, a Spec or a Generator, not "
+                            f"{type(spec_or_generator).__name__} {spec_or_generator!r:.60}")
     return Generator.from_yaml(spec_or_generator, seed=seed)
 
 
@@ -43,6 +47,9 @@ class _Targets:
 
     def __init__(self, gen: Generator, transforms: Callable | None, float_images: bool, masks: bool,
                  keypoints: bool, depth: bool, camera_K: bool, poses: bool):
+        if transforms is not None and not callable(transforms):
+            raise SynthgenError(f"transforms must be a torchvision v2 transform or an albumentations Compose (called "
+                                f"on each item), not {type(transforms).__name__} {transforms!r:.60}")
         self.gen = gen
         self.transforms = transforms
         self.float_images = float_images
