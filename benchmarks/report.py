@@ -3,16 +3,22 @@ validate`` needs for a COCO file of about 100,000 annotations against one ten ti
 
     python benchmarks/report.py                       # 10,000 images, about 10 objects each
     python benchmarks/report.py --images 2000 --work /tmp/bench-inspect
+    python benchmarks/report.py --baseline REV         # also each command with REV's tree, in turn
 
 The dataset is made once with the demo spec (320x240, 8-12 objects per image, COCO + YOLO,
 two workers) and kept in --work for later runs. Each command runs in its own process; its
 wall time and peak RSS (``ru_maxrss`` of the child) are printed.
+
+``--baseline REV``: each command also runs with REV's synthgen (a git worktree), the two taking
+turns ``--rounds`` times, and the medians are printed with their ratio: what a change costs.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import statistics
 import subprocess
 import sys
 import time
@@ -22,16 +28,34 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "scenes" / "demo.yaml"
+sys.path.insert(0, str(ROOT))
+
+from _worktree import worktree  # noqa: E402  (benchmarks/, this script's folder)
 
 
-def run(args: list[str]) -> tuple[float, float, int]:
-    """(seconds, peak RSS MiB, exit code) of ``python -m synthgen.cli ARGS`` in a fresh process."""
+def run(args: list[str], tree: Path = ROOT) -> tuple[float, float, int]:
+    """(seconds, peak RSS MiB, exit code) of ``python -m synthgen.cli ARGS`` in a fresh process,
+    with the synthgen of ``tree``."""
     code = ("import resource, subprocess, sys, time; t = time.perf_counter(); "
             "p = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL); "
             "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, p.returncode)")
+    env = {**os.environ, "PYTHONPATH": str(tree)}  # run in the tree: ``-m`` puts the working folder first
     out = subprocess.run([sys.executable, "-c", code, sys.executable, "-m", "synthgen.cli", *args],
-                         capture_output=True, text=True, check=True).stdout.split()
+                         capture_output=True, text=True, check=True, env=env, cwd=tree).stdout.split()
     return float(out[0]), float(out[1]), int(out[2])
+
+
+def compare(label: str, args: list[str], base: Path, rounds: int) -> None:
+    """``args`` with this tree and with ``base``'s, in turn, ``rounds`` times: medians and ratio."""
+    times: dict[str, list[float]] = {"this": [], "base": []}
+    for r in range(rounds):
+        for name in (("this", "base") if r % 2 == 0 else ("base", "this")):
+            s, _, rc = run(args, ROOT if name == "this" else base)
+            if rc != 0 and not (rc == 1 and args[0] == "validate"):
+                raise SystemExit(f"{label}: exit {rc} with the {name} tree")
+            times[name].append(s)
+    a, b = statistics.median(times["this"]), statistics.median(times["base"])
+    print(f"{label:26s} this {a:6.2f} s   baseline {b:6.2f} s   {a / b:5.2f}x   (medians of {rounds})", flush=True)
 
 
 def make(work: Path, images: int) -> Path:
@@ -50,7 +74,7 @@ def make(work: Path, images: int) -> Path:
     f.write_text(yaml.safe_dump(spec))
     t = time.perf_counter()
     subprocess.run([sys.executable, "-m", "synthgen.cli", "generate", str(f), "--n", str(images), "--out", str(ds),
-                    "--workers", "2"], check=True, stdout=subprocess.DEVNULL)
+                    "--workers", "2", "--resume"], check=True, stdout=subprocess.DEVNULL)  # --resume: a make cut short goes on
     print(f"made {ds} ({images} images) in {time.perf_counter() - t:.0f} s", flush=True)
     return ds
 
@@ -69,8 +93,18 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--images", type=int, default=10_000)
     ap.add_argument("--work", type=Path, default=Path("/tmp/synthgen-bench-inspect"))
+    ap.add_argument("--baseline", metavar="REV", help="also run each command with this commit's synthgen, in turn")
+    ap.add_argument("--rounds", type=int, default=3, help="--baseline: runs of each command per tree")
     a = ap.parse_args()
     ds = make(a.work, a.images)
+    if a.baseline:
+        train = ds / "annotations" / "instances_train.json"
+        with worktree(a.baseline) as base:
+            for label, args in (("report (COCO)", ["report", str(ds), "--out", str(a.work / "report.html")]),
+                                ("report (YOLO)", ["report", str(ds), "--format", "yolo", "--out", str(a.work / "report-yolo.html")]),
+                                ("validate, the whole file", ["validate", str(train), "--images", str(ds / "images" / "train")])):
+                compare(label, args, base, a.rounds)
+        return
     total = sum(len(json.loads(f.read_text())["annotations"]) for f in (ds / "annotations").glob("*.json"))
     print(f"dataset: {a.images} images, {total} annotations")
     for label, args in (("report (COCO)", ["report", str(ds), "--out", str(a.work / "report.html")]),

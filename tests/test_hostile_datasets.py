@@ -294,3 +294,33 @@ def test_the_cases_leave_the_clean_dataset_readable(clean, tmp_path):
         r = runner.invoke(app, ["show", str(clean), "--format", fmt, "--out", str(tmp_path / f"{fmt}.png")])
         assert r.exit_code == 0, (fmt, r.output)
     assert os.path.exists(tmp_path / "coco.png")
+
+
+def test_an_images_folder_that_is_not_there_is_one_line(clean, tmp_path):
+    """--images naming no folder: one line, instead of every image reported missing (validate)
+    or the first one (show)."""
+    for cmd in (["validate", str(clean), "--images", str(tmp_path / "nope")],
+                ["show", str(clean), "--images", str(clean / "data.yaml"), "--out", str(tmp_path / "s.png")]):
+        r = runner.invoke(app, cmd)
+        assert r.exit_code == 2 and len(r.output.strip().splitlines()) == 1, r.output
+        assert "--images" in r.output and ("does not exist" in r.output or "is not a folder" in r.output), r.output
+
+
+def test_numbers_no_float_holds(clean, tmp_path):
+    """Python's JSON reader gives a 400-digit integer as an int no float holds: math.isfinite()
+    raised OverflowError on it. ijson (validate) refuses it while parsing."""
+    ds = tmp_path / "ds"
+    shutil.copytree(clean, ds)
+    f = ds / "annotations" / "instances_train.json"
+    data = json.loads(f.read_text())
+    data["annotations"][0]["bbox"][0] = 10**400
+    data["images"][0]["width"] = 2**31
+    f.write_text(json.dumps(data))
+    r = runner.invoke(app, ["show", str(ds), "--format", "coco", "--out", str(tmp_path / "s.png")])
+    _one_error(r, "instances_train.json", "width/height 2147483648x96 are not positive integers (below 2**31)")
+    data["images"][0]["width"] = 128
+    f.write_text(json.dumps(data))
+    r = runner.invoke(app, ["report", str(ds), "--format", "coco", "--out", str(tmp_path / "r.html")])
+    _one_error(r, "instances_train.json", "bbox [1000000000")
+    r = runner.invoke(app, ["validate", str(ds), "--format", "coco"])
+    _one_error(r, "instances_train.json", "integer overflow")

@@ -45,6 +45,8 @@ def open_dataset(path: str | Path, format: str | None = None, images: str | Path
         raise SynthgenError(f"{p}: does not exist")
     if format is not None and format not in FORMATS:
         raise SynthgenError(f"--format {format!r}: choose from {', '.join(FORMATS)}")
+    if images is not None and not Path(images).is_dir():
+        raise SynthgenError(f"--images {images}: {'is not a folder' if Path(images).exists() else 'does not exist'}")
     if p.is_file():
         if p.suffix.lower() == ".json" and format in (None, "coco"):
             return CocoDataset({p.stem.removeprefix("instances_"): (p, Path(images) if images else None)}, p.parent)

@@ -1,5 +1,5 @@
 """What a well-formed record of a dataset on disk is: one check per kind of record, giving what
-is wrong with it (a ``Fault``: a stable kind and a message) or None.
+is wrong with it (``Fault``s: a stable kind and a message each; none when nothing is).
 
 ``validate`` reports every fault it finds; the readers behind ``show``, ``report`` and the
 torch mixing dataset stop at the first, with one line naming the file and the record, so a
@@ -31,8 +31,19 @@ def short(value: Any, limit: int = 60) -> str:
 
 
 def _number(v: Any) -> bool:
-    """A finite int or float (a JSON ``true`` is not a number)."""
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    """A finite int or float that a float can hold (a JSON ``true`` is not a number; Python's
+    JSON reader gives 1e400 as inf and a 400-digit integer as an int no float holds)."""
+    if not isinstance(v, (int, float)) or isinstance(v, bool):
+        return False
+    try:
+        return math.isfinite(v)
+    except OverflowError:
+        return False
+
+
+def _size(v: Any) -> bool:
+    """An image side in pixels: a whole number from 1 to 2**31 - 1."""
+    return is_int(v) and 0 < v < 2**31
 
 
 def is_int(v: Any) -> bool:
@@ -82,8 +93,8 @@ def coco_image_faults(im: Any) -> list[Fault]:
     if not isinstance(im.get("file_name"), str) or not im["file_name"].strip():
         out.append(Fault("image-file-name-missing", f"file_name {short(im.get('file_name'))}: an image needs a file name"))
     W, H = im.get("width"), im.get("height")
-    if not (is_int(W) and is_int(H) and W > 0 and H > 0):
-        out.append(Fault("image-size-missing", f"width/height {short(W)}x{short(H)} are not positive integers"))
+    if not (_size(W) and _size(H)):
+        out.append(Fault("image-size-missing", f"width/height {short(W)}x{short(H)} are not positive integers (below 2**31)"))
     return out
 
 
