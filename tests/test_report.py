@@ -233,7 +233,7 @@ def test_report_in_a_real_browser(made, tmp_path):
         shown = drv.execute_script(
             "return Array.from(document.querySelectorAll('.thumb')).filter(t => t.style.display !== 'none')"
             ".map(t => t.getAttribute('data-classes'));")
-        assert shown and all("ring" in s.split() for s in shown)
+        assert shown and all("ring" in json.loads(s) for s in shown)
         assert len(shown) < 12
         # click to enlarge: the big image loads, larger than the thumbnail
         drv.execute_script("document.querySelectorAll('.thumb')[0].click()")
@@ -248,3 +248,38 @@ def test_report_in_a_real_browser(made, tmp_path):
     assert shot is not None and shot.shape[0] > 500
     assert shot.std() > 20, "the screenshot is blank"
     assert len(np.unique(shot.reshape(-1, 3)[::97], axis=0)) > 200  # pictures and charts, not a flat page
+
+
+def test_the_class_filter_tells_names_with_spaces_apart(made, tmp_path):
+    """COCO's own classes include "bear" and "teddy bear": the filter matched names as words of
+    a space-joined list, so "bear" also showed the teddy bears."""
+    ds = tmp_path / "ds"
+    shutil.copytree(made, ds)
+    names = ["bear", "teddy bear", "it's \"quoted\" & <b>"]
+    classes_of: dict[str, set[str]] = {}  # image file name -> the class names it holds
+    for f in (ds / "annotations").glob("*.json"):
+        data = json.loads(f.read_text())
+        by_id = {}
+        for c, name in zip(sorted(data["categories"], key=lambda c: c["id"]), names):
+            c["name"] = by_id[c["id"]] = name
+        files = {im["id"]: im["file_name"] for im in data["images"]}
+        for a in data["annotations"]:
+            classes_of.setdefault(files[a["image_id"]], set()).add(by_id[a["category_id"]])
+        f.write_text(json.dumps(data))
+    out = tmp_path / "report.html"
+    build_report(ds, out, gallery=30)
+    drv = _chrome()
+    try:
+        drv.get(out.as_uri())
+        seen = {}
+        for name in names:
+            drv.execute_script("Array.from(document.querySelectorAll('.filter button'))"
+                               ".find(b => b.getAttribute('data-class') === arguments[0]).click()", name)
+            seen[name] = drv.execute_script(
+                "return Array.from(document.querySelectorAll('.thumb')).filter(t => t.style.display !== 'none')"
+                ".map(t => t.querySelector('img').getAttribute('alt'));")
+        assert drv.get_log("browser") == []
+    finally:
+        drv.quit()
+    for name, shown in seen.items():
+        assert shown and all(name in classes_of[f] for f in shown), (name, [(f, classes_of[f]) for f in shown])

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import json
 from pathlib import Path
 from typing import Any, Callable
 
@@ -259,7 +260,8 @@ JS = """
       b.classList.add('on');
       var want = b.getAttribute('data-class');
       document.querySelectorAll('.thumb').forEach(function (t) {
-        var has = want === '*' || (' ' + t.getAttribute('data-classes') + ' ').indexOf(' ' + want + ' ') >= 0;
+        // a JSON list: class names hold spaces ("teddy bear" is not "bear")
+        var has = want === '*' || JSON.parse(t.getAttribute('data-classes')).indexOf(want) >= 0;
         t.style.display = has ? '' : 'none';
       });
     });
@@ -315,9 +317,9 @@ def _page(ds: DiskDataset, t: Table, real: Table | None, findings: list[Finding]
                  + "".join(f"<button data-class='{_e(c)}'>{_e(c)}</button>" for c in t.categories) + "</div><div class='gallery'>")
     for th in thumbs:
         if "error" in th:
-            parts.append(f"<figure class='thumb' data-classes=''><figcaption>{_e(th['error'])}</figcaption></figure>")
+            parts.append(f"<figure class='thumb' data-classes='[]'><figcaption>{_e(th['error'])}</figcaption></figure>")
             continue
-        parts.append(f"<figure class='thumb' data-classes='{_e(' '.join(th['classes']))}' data-full='{th['full']}'>"
+        parts.append(f"<figure class='thumb' data-classes='{_e(json.dumps(th['classes']))}' data-full='{th['full']}'>"
                      f"<img src='{th['thumb']}' alt='{_e(th['name'])}'><figcaption>{_e(th['split'])}/{_e(th['name'])}: "
                      f"{th['n']} objects</figcaption></figure>")
     parts.append("</div></section>")
