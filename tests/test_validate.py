@@ -10,6 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from synthgen import Generator
@@ -192,6 +193,25 @@ def test_a_moved_yolo_dataset_is_read_where_it_is_and_its_stale_path_named(ds, c
     r = validate(ds, "yolo")
     assert [p.kind for p in r.problems] == ["yolo-path-elsewhere"] and str(clean) in r.problems[0].message
     assert r.images == 16
+
+
+def test_a_roboflow_yolo_export_is_read_as_ultralytics_reads_it(clean, tmp_path):
+    """Roboflow writes ``train: ../train/images`` in a data.yaml that lies beside ``train/``;
+    ultralytics reads a ``../x`` that is not there as ``x``. It read as a dataset of no image."""
+    rf = tmp_path / "rf"
+    for split, theirs in (("train", "train"), ("val", "valid")):
+        shutil.copytree(clean / "images" / split, rf / theirs / "images", ignore=shutil.ignore_patterns("*.jsonl"))
+        shutil.copytree(clean / "labels" / split, rf / theirs / "labels")
+    names = yaml.safe_load((clean / "data.yaml").read_text())["names"]
+    (rf / "data.yaml").write_text(yaml.safe_dump({"train": "../train/images", "val": "../valid/images", "test": "../test/images",
+                                                  "nc": len(names), "names": [names[k] for k in sorted(names)],
+                                                  "roboflow": {"workspace": "w", "version": 1}}))
+    r = validate(rf, "yolo")
+    assert r.images == 16 and r.annotations == validate(clean, "yolo").annotations
+    assert [(p.kind, p.id) for p in r.problems] == [("split-missing", "test")], [p.line() for p in r.problems]
+    assert "rf/test/images, which does not exist" in r.problems[0].message
+    res = runner.invoke(app, ["report", str(rf), "--out", str(tmp_path / "r.html")])
+    assert res.exit_code == 0 and "16 images" in res.output, res.output
 
 
 def _yolo_found(ds: Path, kind: str, file_part: str) -> None:

@@ -272,11 +272,21 @@ class YoloDataset(DiskDataset):
         self.splits = list(self.sources)
         self.manifest = _manifest(base)
 
-    def images_of(self, split: str) -> list[Path]:
+    def split_paths(self, split: str) -> list[Path]:
+        """Where a split's images are (folders or .txt lists), as ultralytics finds them: under
+        the root, and a single ``../x`` that is not there read as ``x`` (Roboflow's exports write
+        ``train: ../train/images`` in a data.yaml beside ``train/``)."""
         src = self.sources[split]
+        if isinstance(src, list):
+            return [self.root / entry for entry in src]
+        p = self.root / src
+        if not p.exists() and src.startswith("../"):
+            p = self.root / src[3:]
+        return [p]
+
+    def images_of(self, split: str) -> list[Path]:
         out: list[Path] = []
-        for entry in src if isinstance(src, list) else [src]:
-            p = self.root / entry
+        for p in self.split_paths(split):
             if p.is_dir():
                 out += sorted(q for q in p.rglob("*") if q.suffix.lower() in IMAGE_EXTS)
             elif p.is_file() and p.suffix == ".txt":

@@ -257,7 +257,10 @@ def _yolo(ds: YoloDataset, counts: dict[str, int], seen_image: Callable[[str, Pa
     labelled: set[Path] = set()
     for split in ds.splits:
         imgs = ds.images_of(split)
-        if not imgs:
+        missing = [p for p in ds.split_paths(split) if not p.exists()]
+        if missing:
+            yield Problem(str(ds.data_yaml), split, "split-missing", f"split {split!r} names {missing[0]}, which does not exist")
+        elif not imgs:
             yield Problem(str(ds.data_yaml), split, "split-empty", f"split {split!r} holds no image")
         for img in imgs:
             problems = list(_check_image_file(img, str(img), "image", None, split, seen_image))
