@@ -324,3 +324,18 @@ def test_numbers_no_float_holds(clean, tmp_path):
     _one_error(r, "instances_train.json", "bbox [1000000000")
     r = runner.invoke(app, ["validate", str(ds), "--format", "coco"])
     _one_error(r, "instances_train.json", "integer overflow")
+
+
+def test_cocos_own_annotations_folder_reads_only_the_instances_files(clean, tmp_path):
+    """COCO 2017's annotations/ also holds captions_*, person_keypoints_* and panoptic files:
+    captions have no bbox or category, and stopped show and report (each file was a split)."""
+    ds = tmp_path / "ds"
+    shutil.copytree(clean, ds)
+    images = json.loads((ds / "annotations" / "instances_train.json").read_text())["images"]
+    (ds / "annotations" / "captions_train.json").write_text(json.dumps(
+        {"info": {}, "images": images, "annotations": [{"id": 1, "image_id": images[0]["id"], "caption": "a cup"}]}))
+    for cmd in (["report", str(ds), "--format", "coco", "--out", str(tmp_path / "r.html")],
+                ["show", str(ds), "--format", "coco", "--out", str(tmp_path / "s.png")],
+                ["validate", str(ds), "--format", "coco", "--no-duplicates"]):
+        r = runner.invoke(app, cmd)
+        assert r.exit_code == 0 and "captions" not in r.output, r.output

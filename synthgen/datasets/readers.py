@@ -70,9 +70,14 @@ def open_dataset(path: str | Path, format: str | None = None, images: str | Path
 
 # -- COCO ---------------------------------------------------------------------------------------
 def _coco_files(root: Path, images: str | Path | None) -> dict[str, tuple[Path, Path | None]]:
+    """The COCO files of a folder, by split: ``annotations/instances_*.json`` (COCO's own
+    folder also holds captions_*, person_keypoints_* and panoptic files, which are not read),
+    else any ``annotations/*.json``, else ``instances_*.json`` beside."""
     ann = root / "annotations"
     files = sorted(ann.glob("*.json")) if ann.is_dir() else sorted(root.glob("instances_*.json"))
     files = [f for f in files if not f.name.startswith(".") and ("instances" in f.name or ann.is_dir())]
+    if any(f.name.startswith("instances_") for f in files):
+        files = [f for f in files if f.name.startswith("instances_")]
     return {f.stem.removeprefix("instances_"): (f, Path(images) if images else None) for f in files}
 
 
