@@ -104,7 +104,7 @@ def _svg(fig) -> str:
     import matplotlib.pyplot as plt
 
     buf = io.StringIO()
-    fig.savefig(buf, format="svg", bbox_inches="tight")
+    fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})  # no date: the same data, the same page
     plt.close(fig)
     svg = buf.getvalue()
     return svg[svg.index("<svg"):]
@@ -121,7 +121,9 @@ def _charts(t: Table, real: Table | None) -> dict[str, str]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    plt.rcParams.update({"svg.fonttype": "none", "font.size": 9, "axes.spines.top": False, "axes.spines.right": False})
+    # a fixed salt: the SVGs' element ids are hashes, not random (uuid4), so a report is reproducible
+    plt.rcParams.update({"svg.fonttype": "none", "font.size": 9, "axes.spines.top": False, "axes.spines.right": False,
+                         "svg.hashsalt": "synthgen"})
     charts: dict[str, str] = {}
     present = sorted(set(t.cls.tolist()))
 
