@@ -285,11 +285,13 @@ def _show_dataset(target: Path, index: list[int], format: str | None, images: Pa
         pic = read_image(item.path, "RGB") if no_labels else draw_item(item, ds.categories, masks=not no_masks)
         if depth:
             d = ds.root / "depth" / item.split / f"{item.path.stem}.png"
-            if not d.exists():
+            if not d.is_file():
                 raise SynthgenError(f"--depth: no depth map {d} (synthgen's renderer writes OUT/depth/<split>/<id>.png)")
             import cv2
 
             mm = cv2.imread(str(d), cv2.IMREAD_UNCHANGED)
+            if mm is None or mm.ndim != 2:
+                raise SynthgenError(f"--depth: {d} is not a depth map (a one-channel PNG of millimetres)")
             pic = np.hstack([pic, np.full((pic.shape[0], 4, 3), 255, np.uint8), depth_image(mm.astype(np.float32) / 1000.0)])
         pictures.append(pic)
     return pictures

@@ -8,6 +8,7 @@ import errno
 import glob
 import os
 import re
+import stat
 import struct
 import warnings
 from contextlib import contextmanager
@@ -33,6 +34,8 @@ def expand_paths(base: Path, pattern: str, key: str) -> list[str]:
         files = [Path(p) for p in sorted(glob.glob(str(full), recursive=True)) if Path(p).suffix.lower() in IMAGE_EXTS]
     elif full.is_file():
         files = [full]
+    elif full.exists():  # a device, pipe or socket: reading one may never end
+        raise SpecError(f"{key}: {pattern!r} is not a file or a folder (a device, pipe or socket: {shown(full)})")
     else:
         raise SpecError(f"{key}: {pattern!r} does not exist (looked for {shown(full)})")
     if not files:
@@ -102,6 +105,21 @@ def shown(path: str | Path) -> str:
     return printable(rel if not rel.startswith("..") else p)
 
 
+def _image_file(path: Path, name: str) -> None:
+    """A SpecError unless ``path`` is a regular file with something in it: missing, a folder, a
+    symlink loop, a device, pipe or socket (reading a pipe may never end), or empty."""
+    try:
+        st = path.stat()
+    except OSError as e:
+        raise SpecError(f"{name}: {_why(e)}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise SpecError(f"{name}: is a folder, not an image")
+    if not stat.S_ISREG(st.st_mode):
+        raise SpecError(f"{name}: is not a file (a device, pipe or socket), not an image")
+    if st.st_size == 0:
+        raise SpecError(f"{name}: is empty (0 bytes)")
+
+
 def read_image(path: str | Path, mode: str = "RGB") -> np.ndarray:
     """Decode an image file in full: the one decoder for every image synthgen reads.
 
@@ -113,14 +131,7 @@ def read_image(path: str | Path, mode: str = "RGB") -> np.ndarray:
     """
     path = Path(path)
     name = shown(path)
-    try:
-        st = path.stat()
-    except OSError as e:
-        raise SpecError(f"{name}: {_why(e)}") from None
-    if path.is_dir():
-        raise SpecError(f"{name}: is a folder, not an image")
-    if st.st_size == 0:
-        raise SpecError(f"{name}: is empty (0 bytes)")
+    _image_file(path, name)
     try:
         with _opening(name), Image.open(path) as im:
             w, h = im.size
@@ -180,6 +191,7 @@ def _pixels(im: Image.Image) -> np.ndarray:
 
 def has_alpha(path: str | Path) -> bool:
     """Whether an image file carries transparency (from its header)."""
+    _image_file(Path(path), shown(path))
     with _opening(shown(path)), Image.open(path) as im:
         return im.mode in ("RGBA", "LA", "PA", "La", "RGBa") or (im.mode == "P" and "transparency" in im.info) \
             or (im.mode in ("RGB", "L") and "transparency" in im.info)
@@ -187,6 +199,7 @@ def has_alpha(path: str | Path) -> bool:
 
 def image_size(path: str | Path) -> tuple[int, int]:
     """(width, height) from the header, EXIF orientation applied."""
+    _image_file(Path(path), shown(path))
     with _opening(shown(path)), Image.open(path) as im:
         w, h = im.size
         orientation = im.getexif().get(0x0112, 1)

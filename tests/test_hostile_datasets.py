@@ -339,3 +339,52 @@ def test_cocos_own_annotations_folder_reads_only_the_instances_files(clean, tmp_
                 ["validate", str(ds), "--format", "coco", "--no-duplicates"]):
         r = runner.invoke(app, cmd)
         assert r.exit_code == 0 and "captions" not in r.output, r.output
+
+
+def test_a_named_pipe_among_the_images_is_named_not_read(clean, tmp_path):
+    """Reading a named pipe blocks until something writes to it: ``report`` of a YOLO dataset
+    holding one as an image hung for ever (its header was read for the image's size). A device
+    or pipe is refused from its stat, wherever synthgen reads an image or a dataset's text."""
+    ds = tmp_path / "ds"
+    shutil.copytree(clean, ds)
+    victim = sorted((ds / "images" / "train").glob("*.jpg"))[0]
+    victim.unlink()
+    os.mkfifo(victim)
+    label = sorted((ds / "labels" / "train").glob("*.txt"))[1]
+    label.unlink()
+    os.mkfifo(label)
+    cli = [sys.executable, "-m", "synthgen.cli"]
+    r = subprocess.run(cli + ["report", str(ds), "--format", "yolo", "--out", str(tmp_path / "r.html")],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and f"{label}: is not a file (a device, pipe or socket), not a label file" in r.stderr, r.stderr
+    label.unlink()
+    r = subprocess.run(cli + ["report", str(ds), "--format", "yolo", "--out", str(tmp_path / "r.html")],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    r = subprocess.run(cli + ["validate", str(ds), "--format", "yolo", "--no-duplicates"], capture_output=True, text=True, timeout=120)
+    assert f"{victim}: image: image-unreadable: {victim} is not a file" in r.stdout, r.stdout
+    assert "label-orphaned" not in r.stdout, r.stdout  # its labels are not orphans: the image is the problem
+
+
+def test_a_pipe_or_device_as_a_background_is_named(tmp_path):
+    from .conftest import make_assets, write_spec
+
+    assets = make_assets(tmp_path / "assets")
+    os.mkfifo(assets / "bg" / "pipe.jpg")
+    raw = base_spec(assets)
+    raw["backgrounds"]["paths"] = [str(assets / "bg"), "/dev/zero"]
+    spec = write_spec(tmp_path / "spec.yaml", raw)
+    r = runner.invoke(app, ["check", str(spec)])
+    assert r.exit_code == 2, r.output
+    assert "pipe.jpg: is not a file (a device, pipe or socket), not an image" in r.output, r.output
+    assert "'/dev/zero' is not a file or a folder (a device, pipe or socket" in r.output, r.output
+
+
+def test_show_depth_of_a_depth_map_that_is_not_one(clean, tmp_path):
+    ds = tmp_path / "ds"
+    shutil.copytree(clean, ds)
+    first = sorted((ds / "images" / "train").glob("*.jpg"))[0]
+    (ds / "depth" / "train").mkdir(parents=True)
+    (ds / "depth" / "train" / f"{first.stem}.png").write_bytes(b"not a png")
+    r = runner.invoke(app, ["show", str(ds), "--format", "coco", "--depth", "-i", str(int(first.stem)), "--out", str(tmp_path / "s.png")])
+    _one_error(r, f"{first.stem}.png", "is not a depth map")

@@ -189,6 +189,8 @@ def text_lines(path: Path, what: str) -> list[str]:
     """The lines of a small text file a dataset lists (labels, image lists), or a
     ``SynthgenError`` naming it: a folder, unreadable, or not UTF-8 text."""
     try:
+        if path.exists() and not path.is_dir() and not path.is_file():  # a pipe would block the read for ever
+            raise SynthgenError(f"{path}: is not a file (a device, pipe or socket), not {what}")
         return path.read_bytes().decode("utf-8").splitlines()
     except IsADirectoryError:
         raise SynthgenError(f"{path}: is a folder, not {what}") from None

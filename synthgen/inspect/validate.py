@@ -229,7 +229,10 @@ def _check_image_file(path: Path, name: str, where: str, declared: tuple[int, in
     from ..sources import image_size
 
     if not path.is_file():
-        yield Problem(name, where, "image-missing", f"{path} does not exist")
+        if path.exists():  # a folder, device, pipe or socket
+            yield Problem(name, where, "image-unreadable", f"{path} is not a file")
+        else:
+            yield Problem(name, where, "image-missing", f"{path} does not exist")
         return
     try:
         size = image_size(path)
@@ -263,13 +266,13 @@ def _yolo(ds: YoloDataset, counts: dict[str, int], seen_image: Callable[[str, Pa
         elif not imgs:
             yield Problem(str(ds.data_yaml), split, "split-empty", f"split {split!r} holds no image")
         for img in imgs:
+            lbl = label_path(img)
+            labelled.add(lbl)  # an unreadable image's labels are not orphans: the image is the problem
             problems = list(_check_image_file(img, str(img), "image", None, split, seen_image))
             yield from problems
             if problems:
                 continue
             W, H = image_size(img)
-            lbl = label_path(img)
-            labelled.add(lbl)
             if not lbl.exists():
                 continue  # a background image: allowed
             try:
