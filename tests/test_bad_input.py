@@ -792,3 +792,17 @@ def test_a_mask_of_zeros_and_ones_is_read_as_a_mask(tmp_path):
     assert any(a.category == "bar" for s in samples[1] for a in s.annotations)
     for a, b in zip(samples[255], samples[1]):
         assert np.array_equal(a.image, b.image) and np.array_equal(a.masks, b.masks)
+
+
+def test_a_missing_or_piped_mesh_is_one_line(tmp_path):
+    """A missing mesh was two lines (the second 'cannot load mesh: FileNotFoundError ...'); a named
+    pipe as a mesh was 'does not exist' and 'is empty'."""
+    for name, make, says in (("gone.obj", lambda p: None, "'gone.obj' does not exist"),
+                             ("pipe.obj", os.mkfifo, "'pipe.obj' is not a file (a device, pipe or socket")):
+        make(tmp_path / name)
+        raw = {"kind": "renderer", "output": {"size": [64, 48]}, "classes": {"thing": {"mesh": name, "size": 0.1}}}
+        spec = tmp_path / "spec.yaml"
+        write_spec(spec, raw)
+        r = runner.invoke(app, ["check", str(spec)])
+        errors = [line for line in r.output.splitlines() if line.startswith("error:")]
+        assert r.exit_code == 2 and len(errors) == 1 and says in errors[0], r.output

@@ -19,6 +19,7 @@ warning naming the mesh.
 
 from __future__ import annotations
 
+import stat
 import warnings
 from collections import OrderedDict
 from pathlib import Path
@@ -226,7 +227,10 @@ def load_mesh(path: Path, size: float | None, scale: float | None, up_axis: str 
     if path.is_dir():
         raise SpecError(f"{name}: is a folder, not a mesh file")
     try:
-        if path.stat().st_size == 0:
+        st = path.stat()
+        if not stat.S_ISREG(st.st_mode):  # a pipe would block trimesh's read for ever
+            raise SpecError(f"{name}: is not a file (a device, pipe or socket), not a mesh file")
+        if st.st_size == 0:
             raise SpecError(f"{name}: is empty (0 bytes)")
         # unprocessed first: processing would silently drop non-finite vertices (and the faces
         # using them); checked below, then processed as trimesh.load would have
@@ -306,10 +310,13 @@ class MeshLibrary:
         self.base = Path(spec.base_dir)
         found = Problems()
         self.mesh_files: dict[str, Path] = {}
+        self._unfound: set[str] = set()  # classes whose mesh file is already a problem: not loaded again
         for name, c in spec.classes.items():
             p = self.base / c.mesh
             if not (p.is_file() or p.is_dir()):
-                found.add(f"classes.{name}.mesh", f"{c.mesh!r} does not exist (looked for {shown(p)})")
+                self._unfound.add(name)
+                found.add(f"classes.{name}.mesh", f"{c.mesh!r} is not a file (a device, pipe or socket: {shown(p)})"
+                          if p.exists() else f"{c.mesh!r} does not exist (looked for {shown(p)})")
             self.mesh_files[name] = p
 
         def listed(paths: list[str], key: str) -> list[str]:
@@ -351,7 +358,8 @@ class MeshLibrary:
         found, one line each naming the spec key and the file. Loaded meshes stay cached."""
         found = Problems()
         for name in self.spec.classes:
-            found.run(f"classes.{name}.mesh", self.mesh, name)
+            if name not in self._unfound:  # one line for a missing mesh, not a second from loading it
+                found.run(f"classes.{name}.mesh", self.mesh, name)
         for key, files in (("materials.textures", self.textures), ("background.textures", self.ground_textures),
                            ("background.paths", self.backgrounds)):
             fitted = self.spec.output.size if key == "background.paths" else None
