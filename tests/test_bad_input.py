@@ -806,3 +806,24 @@ def test_a_missing_or_piped_mesh_is_one_line(tmp_path):
         r = runner.invoke(app, ["check", str(spec)])
         errors = [line for line in r.output.splitlines() if line.startswith("error:")]
         assert r.exit_code == 2 and len(errors) == 1 and says in errors[0], r.output
+
+
+def test_a_named_pipe_as_a_meshs_material_or_texture_does_not_hang(tmp_path):
+    """trimesh reads what an OBJ names through its resolver: a named pipe as the MTL or as a
+    texture blocked ``check`` for ever. Such a file is passed over, as a missing one is."""
+    import subprocess
+    import sys
+
+    (tmp_path / "m.obj").write_text("mtllib m.mtl\nv 0 0 0\nv 1 0 0\nv 0 1 0\nv 0 0 1\nvt 0 0\nvt 1 0\nvt 0 1\nusemtl a\n"
+                                    "f 1/1 2/2 3/3\nf 1/1 2/2 4/3\nf 1/1 3/2 4/3\nf 2/1 3/2 4/3\n")
+    write_spec(tmp_path / "spec.yaml", {"kind": "renderer", "output": {"size": [64, 48]},
+                                        "classes": {"thing": {"mesh": "m.obj", "size": 0.1}}})
+    for pipe, says in (("m.mtl", "its material file 'm.mtl' (named in the mesh) was not found"),
+                       ("t.png", "texture 't.png' (named in its material file) was not found")):
+        if pipe == "t.png":
+            (tmp_path / "m.mtl").unlink()  # the first round's pipe: writing to it would block
+            (tmp_path / "m.mtl").write_text("newmtl a\nmap_Kd t.png\n")
+        os.mkfifo(tmp_path / pipe)
+        r = subprocess.run([sys.executable, "-m", "synthgen.cli", "check", str(tmp_path / "spec.yaml")],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0 and says in r.stderr, r.stderr

@@ -65,6 +65,15 @@ def warn_once(message: str) -> None:
         warnings.warn(message, SynthgenWarning, stacklevel=3)
 
 
+def _readable(p: Path) -> bool:
+    """A regular file (or nothing there, for trimesh to say so): a named pipe or device would
+    block the read for ever."""
+    try:
+        return not p.exists() or p.is_file()
+    except OSError:  # a name too long, say
+        return True
+
+
 def _resolver(path: Path):
     """trimesh's file resolver, more forgiving about how an MTL names its textures, and keeping
     the names it could not find."""
@@ -90,13 +99,15 @@ def _resolver(path: Path):
             cands += [c.replace("\\", "/").lstrip("./").lstrip("/") for c in cands]
             cands += [c.rsplit("/", 1)[-1] for c in list(cands)]
             for c in dict.fromkeys(cands):
+                if not _readable(Path(self.parent) / c):
+                    continue
                 try:
                     return super().get(c)
                 except Exception:  # noqa: BLE001 - trimesh raises several types for a missing file
                     pass
             lowered = {p.name.lower(): p.name for p in Path(self.parent).iterdir()} if Path(self.parent).is_dir() else {}
             hit = lowered.get(cands[-1].lower())
-            if hit is not None:
+            if hit is not None and _readable(Path(self.parent) / hit):
                 return super().get(hit)
             self.missing.append(raw)
             raise FileNotFoundError(raw)
