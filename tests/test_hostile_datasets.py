@@ -388,3 +388,24 @@ def test_show_depth_of_a_depth_map_that_is_not_one(clean, tmp_path):
     (ds / "depth" / "train" / f"{first.stem}.png").write_bytes(b"not a png")
     r = runner.invoke(app, ["show", str(ds), "--format", "coco", "--depth", "-i", str(int(first.stem)), "--out", str(tmp_path / "s.png")])
     _one_error(r, f"{first.stem}.png", "is not a depth map")
+
+
+@pytest.mark.parametrize("fmt, name", [("coco", "annotations/instances_train.json"), ("yolo", "data.yaml"),
+                                       ("voc", "first xml")])
+def test_a_named_pipe_as_a_datasets_own_file_is_named_not_read(clean, tmp_path, fmt, name):
+    ds = tmp_path / "ds"
+    shutil.copytree(clean, ds)
+    f = _first_xml(ds) if name == "first xml" else ds / name
+    f.unlink()
+    os.mkfifo(f)
+    cli = [sys.executable, "-m", "synthgen.cli"]
+    for cmd in (["show", str(ds), "--format", fmt, "--out", str(tmp_path / "s.png")],
+                ["report", str(ds), "--format", fmt, "--out", str(tmp_path / "r.html")],
+                ["validate", str(ds), "--format", fmt, "--no-duplicates"]):
+        r = subprocess.run(cli + cmd, capture_output=True, text=True, timeout=60)
+        out = r.stdout + r.stderr
+        # named as a pipe; or, where a reader looks only for regular files, not found there
+        named = f"{f.name}: is not a file (a device, pipe or socket)" in out or "no YOLO dataset found there" in out or \
+            (cmd[0] == "validate" and f"{f.name} does not exist" in out)
+        assert r.returncode in (1, 2) and named, (cmd[0], r.returncode, out)
+        assert "Traceback" not in out and "unexpected" not in out, out

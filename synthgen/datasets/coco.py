@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import SynthgenError
-from .jsonstream import json_error
+from .jsonstream import json_error, not_a_pipe
 from .model import decode_segmentation
 from .records import check_coco, record_name
 
@@ -60,6 +60,7 @@ def load_coco(ann_file: Path) -> Any:
     one, or lets it through to fail later."""
     from pycocotools.coco import COCO
 
+    not_a_pipe(Path(ann_file), "a COCO file")
     try:
         data = json.loads(Path(ann_file).read_text(encoding="utf-8"))
     except (OSError, ValueError, RecursionError) as e:

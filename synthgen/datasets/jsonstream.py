@@ -9,6 +9,7 @@ ijson does and refuses one nested deeper than any COCO file is (``MAX_DEPTH``).
 
 from __future__ import annotations
 
+import stat
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -85,7 +86,19 @@ def json_error(e: Exception) -> str:
 _CHECKED: set[tuple[str, int, int]] = set()  # (path, size, mtime) of files check_nesting passed
 
 
+def not_a_pipe(path: Path, what: str) -> None:
+    """A ``SynthgenError`` when ``path`` is there but is no regular file or folder (a named pipe
+    or device): reading one may block for ever. What is missing is left to the reader to say."""
+    try:
+        st = path.stat()
+    except OSError:
+        return
+    if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+        raise SynthgenError(f"{path}: is not a file (a device, pipe or socket), not {what}")
+
+
 def _checked_once(path: Path) -> None:
+    not_a_pipe(path, "a COCO file")
     try:
         st = path.stat()
     except OSError as e:

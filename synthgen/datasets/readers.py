@@ -30,7 +30,7 @@ import yaml
 
 from ..errors import SynthgenError
 from ..sources import IMAGE_EXTS, image_size
-from .jsonstream import json_error, stream_items
+from .jsonstream import json_error, not_a_pipe, stream_items
 from .model import DiskDataset, Item, Obj
 from .records import check_coco, coco_category_faults, is_int, record_name, refuse, short
 
@@ -142,6 +142,7 @@ class CocoDataset(DiskDataset):
     def _load(self, split: str) -> dict[str, Any]:
         if split not in self._data:
             f = self.files[split][0]
+            not_a_pipe(f, "a COCO file")
             try:
                 data = json.loads(f.read_text(encoding="utf-8"))
             except (OSError, ValueError, RecursionError) as e:
@@ -188,9 +189,8 @@ def label_path(image: Path) -> Path:
 def text_lines(path: Path, what: str) -> list[str]:
     """The lines of a small text file a dataset lists (labels, image lists), or a
     ``SynthgenError`` naming it: a folder, unreadable, or not UTF-8 text."""
+    not_a_pipe(path, what)
     try:
-        if path.exists() and not path.is_dir() and not path.is_file():  # a pipe would block the read for ever
-            raise SynthgenError(f"{path}: is not a file (a device, pipe or socket), not {what}")
         return path.read_bytes().decode("utf-8").splitlines()
     except IsADirectoryError:
         raise SynthgenError(f"{path}: is a folder, not {what}") from None
@@ -220,6 +220,7 @@ def parse_yolo_line(line: str, W: int, H: int) -> tuple[int, tuple[float, float,
 def _data_yaml(path: Path) -> dict[str, Any]:
     """An ultralytics data.yaml, its keys checked: ``path`` a string, each split a path or a
     list of paths, ``names`` a list of names or a mapping from class index to name."""
+    not_a_pipe(path, "a YOLO data.yaml")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError as e:
@@ -382,6 +383,7 @@ def read_voc_xml(xml: Path) -> tuple[str | None, int | None, int | None, list[Ob
     gives none, objects with 0-based boxes), or a ``SynthgenError`` naming the file and what is
     wrong."""
     tail = "(synthgen validate lists every problem)"
+    not_a_pipe(xml, "a VOC annotation")
     if not xml.is_file():
         raise SynthgenError(f"{xml}: does not exist (its image is in the split's list) {tail}")
     try:
