@@ -235,6 +235,10 @@ def test_bad_arguments_are_named_when_the_dataset_is_made(spec):
     ds = SynthDataset(spec, length=3)
     ds.set_epoch(np.int64(2))
     assert ds.epoch == 2 and ds.index_of(0) == 6
+    ds.set_epoch(torch.tensor(3))  # an integer tensor, as a training loop may hold its epoch
+    assert ds.epoch == 3
+    with pytest.raises(SynthgenError, match="epoch must be a whole number >= 0, got 1.5"):
+        ds.set_epoch(1.5)
 
 
 def test_a_malformed_real_coco_file_is_refused_when_the_dataset_is_made(assets, tmp_path):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import multiprocessing
 import multiprocessing.context
+import operator
 from typing import Any, Callable, Iterator
 
 import numpy as np
@@ -22,10 +23,17 @@ ENDLESS_EPOCH = 1 << 40  # sample-index stride between epochs of an endless stre
 
 # -- the datasets -------------------------------------------------------------------------------
 def _epoch_number(epoch: Any) -> int:
-    """An epoch: a whole number >= 0 (-1 reached sample indices below 0, a string a ValueError)."""
-    if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)) or epoch < 0:
+    """An epoch: a whole number >= 0, a numpy or torch integer too (-1 reached sample indices
+    below 0, a string a ValueError)."""
+    try:
+        if isinstance(epoch, bool):
+            raise TypeError
+        value = operator.index(epoch)
+    except TypeError:
+        value = -1
+    if value < 0:
         raise SynthgenError(f"epoch must be a whole number >= 0, got {epoch!r}")
-    return int(epoch)
+    return value
 
 
 class _SharedEpoch:
