@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import SynthgenError
-from .jsonstream import json_error, not_a_pipe
+from .jsonstream import read_json
 from .model import decode_segmentation
 from .records import check_coco, record_name
 
@@ -60,13 +59,8 @@ def load_coco(ann_file: Path) -> Any:
     one, or lets it through to fail later."""
     from pycocotools.coco import COCO
 
-    not_a_pipe(Path(ann_file), "a COCO file")
-    try:
-        data = json.loads(Path(ann_file).read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError) as e:
-        raise SynthgenError(f"{ann_file}: not a readable COCO instances file ({json_error(e)})") from None
     coco = COCO()
-    coco.dataset = check_coco(data, str(ann_file))
+    coco.dataset = check_coco(read_json(Path(ann_file), "COCO instances file"), str(ann_file))
     with contextlib.redirect_stdout(io.StringIO()):  # "creating index..."
         coco.createIndex()
     return coco

@@ -9,6 +9,7 @@ ijson does and refuses one nested deeper than any COCO file is (``MAX_DEPTH``).
 
 from __future__ import annotations
 
+import json
 import stat
 from pathlib import Path
 from typing import Any, Iterator
@@ -64,11 +65,17 @@ def check_nesting(path: Path, limit: int = MAX_DEPTH, chunk: int = 1 << 16) -> N
         raise SynthgenError(f"{path}: cannot be read ({e.strerror or e})") from None
 
 
+def not_utf8(e: UnicodeDecodeError) -> str:
+    """Where a text's first byte that is not UTF-8 is."""
+    return f"byte {e.object[e.start]:#04x} at offset {e.start}"
+
+
 def json_error(e: Exception) -> str:
-    """One line for a JSON reader's error: yajl's come as bytes over three lines (what, where,
-    an arrow), which would print as three ``error:`` lines or a ``b'...'``."""
+    """One line for why a file could not be read: yajl's errors come as bytes over three lines
+    (what, where, an arrow), which would print as three ``error:`` lines or a ``b'...'``; a
+    decoding error says where the first byte that is not UTF-8 is."""
     if isinstance(e, UnicodeDecodeError):
-        return f"not UTF-8 text: byte {e.object[e.start]:#04x} at offset {e.start}"
+        return f"not UTF-8 text: {not_utf8(e)}"
     if isinstance(e, RecursionError):
         return "nested too deeply"
     if isinstance(e, OSError):
@@ -107,6 +114,17 @@ def _checked_once(path: Path) -> None:
     if key not in _CHECKED:
         check_nesting(path)
         _CHECKED.add(key)
+
+
+def read_json(path: Path, what: str) -> Any:
+    """A whole JSON file (``what`` it should be, e.g. "COCO file", names it in errors): one line
+    for a pipe, an unreadable file, text that is not UTF-8 or not JSON, or nesting past Python's
+    recursion limit."""
+    not_a_pipe(path, f"a {what}")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as e:
+        raise SynthgenError(f"{path}: not a readable {what} ({json_error(e)})") from None
 
 
 def stream_items(path: Path, prefix: str) -> Iterator[Any]:

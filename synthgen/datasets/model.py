@@ -10,6 +10,18 @@ from typing import Any, Iterator
 import numpy as np
 
 
+def decode_rle(rle: dict[str, Any]) -> np.ndarray:
+    """pycocotools' decode of a compressed RLE, (h, w) uint8; a ValueError for one whose runs
+    stop short of h x w, which pycocotools fills from uninitialised memory (its area, counted
+    from the runs, then disagrees with the mask)."""
+    from pycocotools import mask as mask_utils
+
+    m = mask_utils.decode(rle)
+    if int(m.sum()) != int(mask_utils.area(rle)):
+        raise ValueError("its runs do not cover height x width")
+    return m
+
+
 def decode_segmentation(seg: Any, height: int, width: int, source: str = "") -> np.ndarray | None:
     """A COCO segmentation (polygons in pixels, or an RLE) as a (height, width) bool mask, or
     None when there is none (polygons of fewer than 3 points are none). One that does not
@@ -32,11 +44,7 @@ def decode_segmentation(seg: Any, height: int, width: int, source: str = "") -> 
         else:
             counts = seg["counts"]
             rle = {"size": seg["size"], "counts": counts.encode() if isinstance(counts, str) else counts}
-        m = mask_utils.decode(rle)
-        # an RLE whose runs stop short of height x width decodes the rest from uninitialised
-        # memory (pycocotools): its area, counted from the runs, then disagrees with the mask
-        if int(m.sum()) != int(mask_utils.area(rle)):
-            raise ValueError("its runs do not cover height x width")
+        m = decode_rle(rle)
     except Exception as e:  # noqa: BLE001 - pycocotools fails many ways on a bad mask
         raise SynthgenError(f"{source or 'an object'}: the segmentation cannot be decoded ({type(e).__name__}: {e})") from None
     if m.shape[:2] != (height, width):

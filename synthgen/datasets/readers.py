@@ -30,7 +30,7 @@ import yaml
 
 from ..errors import SynthgenError
 from ..sources import IMAGE_EXTS, image_size
-from .jsonstream import json_error, not_a_pipe, stream_items
+from .jsonstream import json_error, not_a_pipe, not_utf8, read_json, stream_items
 from .model import DiskDataset, Item, Obj
 from .records import check_coco, coco_category_faults, is_int, record_name, refuse, short
 
@@ -142,12 +142,7 @@ class CocoDataset(DiskDataset):
     def _load(self, split: str) -> dict[str, Any]:
         if split not in self._data:
             f = self.files[split][0]
-            not_a_pipe(f, "a COCO file")
-            try:
-                data = json.loads(f.read_text(encoding="utf-8"))
-            except (OSError, ValueError, RecursionError) as e:
-                raise SynthgenError(f"{f}: not a readable COCO file ({json_error(e)})") from None
-            self._data[split] = check_coco(data, str(f))
+            self._data[split] = check_coco(read_json(f, "COCO file"), str(f))
         return self._data[split]
 
     def items(self, split: str | None = None) -> Iterator[Item]:
@@ -197,7 +192,7 @@ def text_lines(path: Path, what: str) -> list[str]:
     except OSError as e:
         raise SynthgenError(f"{path}: cannot be read ({e.strerror or e})") from None
     except UnicodeDecodeError as e:
-        raise SynthgenError(f"{path}: not {what}: not UTF-8 text (byte {e.object[e.start]:#04x} at offset {e.start})") from None
+        raise SynthgenError(f"{path}: not {what}: not UTF-8 text ({not_utf8(e)})") from None
 
 
 def parse_yolo_line(line: str, W: int, H: int) -> tuple[int, tuple[float, float, float, float], list[float] | None]:
@@ -223,12 +218,8 @@ def _data_yaml(path: Path) -> dict[str, Any]:
     not_a_pipe(path, "a YOLO data.yaml")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError as e:
-        raise SynthgenError(f"{path}: not a readable YOLO data.yaml (not UTF-8 text: byte {e.object[e.start]:#04x} "
-                            f"at offset {e.start})") from None
-    except (OSError, yaml.YAMLError, RecursionError) as e:
-        what = e.strerror if isinstance(e, OSError) else "nested too deeply" if isinstance(e, RecursionError) else \
-            " ".join(str(e).replace('in "<unicode string>", ', "").split())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError) as e:
+        what = " ".join(str(e).replace('in "<unicode string>", ', "").split()) if isinstance(e, yaml.YAMLError) else json_error(e)
         raise SynthgenError(f"{path}: not a readable YOLO data.yaml ({what})") from None
     data = {} if data is None else data
     if not isinstance(data, dict):
@@ -378,6 +369,23 @@ class VocDataset(DiskDataset):
                 yield Item(s, img, int(stem) if stem.isdigit() else stem, W, H, objs, meta)
 
 
+def voc_size(r: ET.Element) -> tuple[int, int] | None:
+    """A VOC annotation's <size> width and height, or None when it gives no numbers."""
+    try:
+        return int(float(r.findtext("size/width"))), int(float(r.findtext("size/height")))
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+def voc_box(o: ET.Element) -> tuple[float, float, float, float] | None:
+    """An <object>'s <bndbox> as written (1-based, inclusive), or None without four numbers."""
+    try:
+        x0, y0, x1, y1 = (float(o.findtext(f"bndbox/{t}")) for t in ("xmin", "ymin", "xmax", "ymax"))
+    except (TypeError, ValueError):
+        return None
+    return x0, y0, x1, y1
+
+
 def read_voc_xml(xml: Path) -> tuple[str | None, int | None, int | None, list[Obj]]:
     """A VOC annotation: (its image's file name or None, width and height or None when it
     gives none, objects with 0-based boxes), or a ``SynthgenError`` naming the file and what is
@@ -392,17 +400,14 @@ def read_voc_xml(xml: Path) -> tuple[str | None, int | None, int | None, list[Ob
         raise SynthgenError(f"{xml}: not well-formed XML ({e}) {tail}") from None
     except OSError as e:
         raise SynthgenError(f"{xml}: cannot be read ({e.strerror or e})") from None
-    try:
-        W, H = int(float(r.findtext("size/width"))), int(float(r.findtext("size/height")))
-    except (TypeError, ValueError, OverflowError):
-        W = H = 0
+    W, H = voc_size(r) or (0, 0)
     objs = []
     for k, o in enumerate(r.findall("object")):
-        try:
-            x0, y0, x1, y1 = (float(o.findtext(f"bndbox/{t}")) for t in ("xmin", "ymin", "xmax", "ymax"))
-        except (TypeError, ValueError):
-            raise SynthgenError(f"{xml}: object {k}: no numeric <bndbox> xmin, ymin, xmax, ymax {tail}") from None
-        if not all(math.isfinite(v) for v in (x0, y0, x1, y1)):
+        box = voc_box(o)
+        if box is None:
+            raise SynthgenError(f"{xml}: object {k}: no numeric <bndbox> xmin, ymin, xmax, ymax {tail}")
+        x0, y0, x1, y1 = box
+        if not all(math.isfinite(v) for v in box):
             raise SynthgenError(f"{xml}: object {k}: a <bndbox> coordinate is not a finite number {tail}")
         objs.append(Obj(o.findtext("name") or "", (x0 - 1, y0 - 1, x1, y1), extra={
             "truncated": o.findtext("truncated"), "difficult": o.findtext("difficult")}, source=f"{xml}: object {k}"))

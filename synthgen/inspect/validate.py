@@ -20,7 +20,7 @@ import numpy as np
 
 from ..datasets.jsonstream import stream_items, top_level_type
 from ..datasets.readers import (CocoDataset, VocDataset, YoloDataset, _image_dir, label_path, open_dataset,
-                                parse_yolo_line, text_lines)
+                                parse_yolo_line, text_lines, voc_box, voc_size)
 from ..datasets.records import coco_annotation_faults, coco_category_faults, coco_image_faults, is_int, record_name
 from ..errors import SynthgenError
 from .duplicates import THUMB, image_hashes, leaks
@@ -325,11 +325,10 @@ def _voc(ds: VocDataset, counts: dict[str, int], seen_image: Callable[[str, Path
             except (ET.ParseError, OSError) as e:
                 yield Problem(name, "file", "xml-invalid", str(e))
                 continue
-            try:
-                W, H = int(float(r.findtext("size/width"))), int(float(r.findtext("size/height")))
-            except (TypeError, ValueError, OverflowError):
+            size = voc_size(r)
+            if size is None:
                 yield Problem(name, "size", "image-size-missing", "no <size><width>/<height>")
-                W = H = 0
+            W, H = size or (0, 0)
             img = ds.root / "JPEGImages" / (r.findtext("filename") or f"{stem}.jpg")
             yield from _check_image_file(img, name, "image", (W, H) if W else None, split, seen_image)
             for k, o in enumerate(r.findall("object")):
@@ -338,11 +337,11 @@ def _voc(ds: VocDataset, counts: dict[str, int], seen_image: Callable[[str, Path
                 cls = o.findtext("name")
                 if ds.categories and cls not in ds.categories:
                     yield Problem(name, where, "category-unknown", f"{cls!r} is not in labelmap.txt")
-                try:
-                    x0, y0, x1, y1 = (float(o.findtext(f"bndbox/{t}")) for t in ("xmin", "ymin", "xmax", "ymax"))
-                except (TypeError, ValueError):
+                box = voc_box(o)
+                if box is None:
                     yield Problem(name, where, "box-invalid", "no numeric <bndbox> xmin, ymin, xmax, ymax")
                     continue
+                x0, y0, x1, y1 = box
                 if x0 > x1 or y0 > y1:
                     yield Problem(name, where, "box-inverted", f"xmin {x0:g} > xmax {x1:g} or ymin {y0:g} > ymax {y1:g}")
                 elif W and (x0 < 1 or y0 < 1 or x1 > W or y1 > H):

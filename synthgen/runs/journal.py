@@ -29,6 +29,17 @@ def result_of(record: dict[str, Any]):
     return TaskResult([(split, [tuple(x) for x in labels], []) for split, labels in record["v"]], record["n"])
 
 
+def part_shortfall(folder: OutputFolder, sizes: dict[str, int], exact: bool) -> tuple[str, str] | None:
+    """The first part shorter than ``sizes`` (a journal record's lengths) says, or of another
+    length at all when ``exact`` (a finished shard's): (its path, "NAME lines WHAT is wrong")."""
+    for name, size in sizes.items():
+        part = folder.part_path(name)
+        have = part.stat().st_size if part.is_file() else None
+        if have is None or have < size or (exact and have != size):
+            return str(part), f"{name} lines {'is missing' if have is None else f'holds {have} bytes, its journal says {size}'}"
+    return None
+
+
 class Journal:
     def __init__(self, folder: OutputFolder):
         self.folder = folder
@@ -43,13 +54,10 @@ class Journal:
         and at least as long as it says. A part lost or cut (by hand, or by a disk) would be
         appended to from nothing, and the finished dataset would hold the interrupted run's
         images without their labels, silently."""
-        for name, size in self._tail_offsets().items():
-            part = self.folder.part_path(name)
-            have = part.stat().st_size if part.is_file() else None
-            if have is None or have < size:
-                what = "is missing" if have is None else f"holds {have} bytes, the journal says {size}"
-                raise SynthgenError(f"{part}: the part of the run's {name} lines {what}: the interrupted run cannot be "
-                                    "finished; start it again with --overwrite")
+        short = part_shortfall(self.folder, self._tail_offsets(), exact=False)
+        if short:
+            raise SynthgenError(f"{short[0]}: the part of the run's {short[1]}: the interrupted run cannot be finished; "
+                                "start it again with --overwrite")
 
     def _tail_offsets(self) -> dict[str, int]:
         """The part lengths in the journal's last complete record, read from its end (a journal

@@ -26,7 +26,7 @@ from ..errors import SynthgenError
 from ..writers import make_writers
 from . import outdir
 from .files import META, OutputFolder
-from .journal import JOURNAL, result_of
+from .journal import JOURNAL, part_shortfall, result_of
 from .run import finish
 from .stats import RunStats
 
@@ -125,23 +125,21 @@ def _check_journal_and_parts(src: OutputFolder, spec: Any) -> None:
     dataset, silently."""
     path = src.meta / JOURNAL
     sizes: dict[str, int] = {}
+    counted = RunStats(spec)  # thrown away: merge counts again as it takes the files
     with path.open("rb") as f:
         for n, raw in enumerate(f, 1):
             try:
                 rec = json.loads(raw)
-                RunStats(spec).add(result_of(rec))
+                counted.add(result_of(rec))
                 sizes = dict(rec["o"])
                 if not raw.endswith(b"\n") or not all(isinstance(v, int) for v in sizes.values()):
                     raise ValueError
             except (ValueError, TypeError, KeyError, IndexError, AttributeError, RecursionError):
                 raise SynthgenError(f"{path}: line {n} is not a journal record synthgen wrote; make the shard "
                                     f"{src.root} again") from None
-    for name, size in sizes.items():
-        part = src.part_path(name)
-        have = part.stat().st_size if part.is_file() else None
-        if have != size:
-            what = "is missing" if have is None else f"holds {have} bytes, its journal says {size}"
-            raise SynthgenError(f"{part}: the part of this shard's {name} lines {what}; make the shard {src.root} again")
+    short = part_shortfall(src, sizes, exact=True)
+    if short:
+        raise SynthgenError(f"{short[0]}: the part of this shard's {short[1]}; make the shard {src.root} again")
 
 
 def _guard(out: Path, shards: list[Path]) -> None:
