@@ -457,3 +457,120 @@ def test_face_colours_stay_on_their_faces_whatever_the_shading(shared, tmp_path)
     for f, a, s in zip(flat, auto, smooth):
         assert np.array_equal(f.image, a.image)
         assert [x.bbox for x in f.annotations] == [x.bbox for x in a.annotations] == [x.bbox for x in s.annotations]
+
+
+# -- odd mesh files ------------------------------------------------------------------------------
+def test_a_texture_named_after_mtl_options_with_spaces_in_its_name_is_found(shared, tmp_path):
+    """An MTL statement may give options before the file name, and the name may hold spaces:
+    trimesh passes "-s 1 1 1 -bm 0.5 duck skin.png" whole; its last word alone is not the file."""
+    import warnings
+
+    obj = _duck_copy(shared, tmp_path, "map_Kd -s 1 1 1 -o 0 0 -bm 0.5 -clamp off duck skin.png")
+    (obj.parent / "duckCM.png").rename(obj.parent / "duck skin.png")
+    raw = _spec(shared, background={"modes": {"color": 1}}, distractors={"count": 0})
+    raw["classes"] = {"duck": {"mesh": str(obj), "size": 0.12}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # found: no warning
+        g = Generator(spec_from_dict(raw))
+        g.check()
+    r, gr, b = _object_colour(g, "duck")
+    assert r > gr > b and r > 1.5 * b  # the duck's orange, not the untextured grey
+
+
+def test_a_texture_lost_after_mtl_options_is_named_without_them(shared, tmp_path):
+    from synthgen import SynthgenWarning
+
+    obj = _duck_copy(shared, tmp_path, "map_Kd -s 2 2 1 -bm 0.5 lost skin.png")
+    with pytest.warns(SynthgenWarning, match=r"duck.obj: texture 'lost skin.png' \(named in its material file\) was not found"):
+        Generator(spec_from_dict({**_spec(shared), "classes": {"duck": {"mesh": str(obj), "size": 0.1}}})).check()
+
+
+def _glb_with_texture(path, edit) -> None:
+    """A textured cube as GLB, its JSON chunk changed by ``edit(header, binary)``."""
+    import json
+    import struct
+
+    import trimesh
+    from PIL import Image
+
+    cube = trimesh.creation.box((1.0, 1.0, 1.0))
+    uv = np.random.default_rng(0).random((8, 2))
+    mesh = trimesh.Trimesh(cube.vertices, cube.faces, visual=trimesh.visual.TextureVisuals(
+        uv=uv, image=Image.fromarray(np.full((4, 4, 3), (255, 0, 0), np.uint8))))
+    glb = mesh.export(file_type="glb")
+    n = struct.unpack("<I", glb[12:16])[0]
+    header, rest = json.loads(glb[20:20 + n]), bytearray(glb[20 + n:])
+    edit(header, rest)
+    js = json.dumps(header).encode()
+    js += b" " * (-len(js) % 4)
+    out = glb[:12] + struct.pack("<I", len(js)) + b"JSON" + js + bytes(rest)
+    path.write_bytes(out[:8] + struct.pack("<I", len(out)) + out[12:])
+
+
+def _as_ktx2(header, rest) -> None:  # a KTX2/Basis texture, as glTF pipelines compress them
+    header["images"][0]["mimeType"] = "image/ktx2"
+    header["textures"][0] = {"extensions": {"KHR_texture_basisu": {"source": 0}}}
+    header["extensionsUsed"] = ["KHR_texture_basisu"]
+
+
+def _corrupt_png(header, rest) -> None:
+    i = rest.find(b"\x89PNG")
+    rest[i:i + 8] = b"garbage!"
+
+
+@pytest.mark.parametrize("edit, kind", [(_as_ktx2, "image/ktx2"), (_corrupt_png, "image/png")])
+def test_a_gltf_texture_trimesh_cannot_decode_is_a_warning_naming_it(shared, tmp_path, edit, kind):
+    """trimesh skips a KTX2 texture, and an embedded image Pillow cannot open, without a word:
+    the object was drawn untextured in silence."""
+    from synthgen import SynthgenWarning
+
+    _glb_with_texture(tmp_path / "cube.glb", edit)
+    raw = {**_spec(shared), "classes": {"cube": {"mesh": str(tmp_path / "cube.glb"), "size": 0.1}}}
+    with pytest.warns(SynthgenWarning, match=rf"cube.glb: its base colour texture \({kind}\) cannot be decoded; "
+                                             "the mesh renders untextured"):
+        Generator(spec_from_dict(raw)).check()
+
+
+def test_a_decodable_gltf_texture_is_no_warning(shared, tmp_path):
+    import warnings
+
+    _glb_with_texture(tmp_path / "cube.glb", lambda header, rest: None)
+    raw = {**_spec(shared), "classes": {"cube": {"mesh": str(tmp_path / "cube.glb"), "size": 0.1}}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        g = Generator(spec_from_dict(raw))
+        g.check()
+    assert g.library.mesh("cube").visual.material.baseColorTexture is not None
+
+
+def test_a_mesh_whose_faces_have_no_area_is_one_line(shared, tmp_path):
+    """Three points on a line: qhull refused its hull when the first sample was planned, and the
+    run ended in 'unexpected QhullError ... (a bug in synthgen)', exit 1."""
+    import subprocess
+    import sys
+
+    from .conftest import write_spec
+
+    (tmp_path / "line.obj").write_text("v 0 0 0\nv 1 0 0\nv 2 0 0\nf 1 2 3\n")
+    spec = write_spec(tmp_path / "s.yaml", {"kind": "renderer", "output": {"size": [64, 48], "formats": ["coco"]},
+                                            "classes": {"line": {"mesh": "line.obj", "size": 0.1}}})
+    r = subprocess.run([sys.executable, "-m", "synthgen.cli", "generate", str(spec), "--n", "2", "--out", str(tmp_path / "o")],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2, r.stderr
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: classes.line.mesh: ") and last.endswith(
+        "line.obj: the mesh has no surface (every face has zero area: its points lie on a line)"), r.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_flat_mesh_is_planned_without_numpy_warnings(shared, open_meshes):
+    """trimesh's hull of a flat mesh divided by its zero volume ('RuntimeWarning: invalid value
+    encountered in divide' printed into the run's output)."""
+    import warnings
+
+    raw = _spec(shared, distractors={"count": 0})
+    raw["classes"] = {"plane": {"mesh": str(open_meshes / "plane.stl"), "size": 0.12}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        g = Generator(spec_from_dict(raw))
+        assert any(g[i].annotations for i in range(3))

@@ -74,6 +74,39 @@ def _readable(p: Path) -> bool:
         return True
 
 
+# the options an MTL texture statement may give before its file name, and how many values each
+# takes (-o, -s and -t take one to three numbers): "map_Kd -s 2 2 1 -bm 0.5 my texture.png"
+_MTL_OPTIONS = {"blendu": 1, "blendv": 1, "cc": 1, "clamp": 1, "texres": 1, "bm": 1, "boost": 1, "imfchan": 1,
+                "type": 1, "mm": 2, "o": 3, "s": 3, "t": 3}
+
+
+def _without_mtl_options(statement: str) -> str:
+    """The file name of an MTL texture statement's value, its options taken off (a file name
+    may hold spaces: trimesh passes the whole rest of the line)."""
+    import re
+
+    words = list(re.finditer(r"\S+", statement))
+    i = 0
+    while i < len(words) and words[i].group().startswith("-") and words[i].group()[1:].lower() in _MTL_OPTIONS:
+        key, i = words[i].group()[1:].lower(), i + 1
+        takes = _MTL_OPTIONS[key]
+        if key in ("o", "s", "t"):  # up to three numbers
+            taken = 0
+            while taken < takes and i < len(words) and _is_number(words[i].group()):
+                i, taken = i + 1, taken + 1
+        else:
+            i += takes
+    return statement[words[i].start():].strip() if i < len(words) else statement
+
+
+def _is_number(word: str) -> bool:
+    try:
+        float(word)
+    except ValueError:
+        return False
+    return True
+
+
 def _resolver(path: Path):
     """trimesh's file resolver, more forgiving about how an MTL names its textures, and keeping
     the names it could not find."""
@@ -88,12 +121,12 @@ def _resolver(path: Path):
         def get(self, name: str):
             data = self._find(name)
             if name.strip().lower().endswith(TEXTURE_EXTS):
-                self.textures.append((name.strip(), data))
+                self.textures.append((_without_mtl_options(name.strip()), data))
             return data
 
         def _find(self, name: str):
             raw = name.strip()
-            cands = [raw, raw.replace("\\", "/"), raw.split()[-1] if raw.split() else raw]
+            cands = [raw, _without_mtl_options(raw), raw.replace("\\", "/"), raw.split()[-1] if raw.split() else raw]
             if "%" in raw:  # a glTF's URIs are percent-encoded: "my%20tex.png" is "my tex.png"
                 cands.insert(0, unquote(raw))
             cands += [c.replace("\\", "/").lstrip("./").lstrip("/") for c in cands]
@@ -109,7 +142,7 @@ def _resolver(path: Path):
             hit = lowered.get(cands[-1].lower())
             if hit is not None and _readable(Path(self.parent) / hit):
                 return super().get(hit)
-            self.missing.append(raw)
+            self.missing.append(_without_mtl_options(raw))
             raise FileNotFoundError(raw)
 
     r = Resolver(str(path), allow_anywhere=True)  # MTLs name ../textures/... too; reading is harmless
@@ -171,6 +204,48 @@ def _drop_unreadable_images(loaded) -> bool:
             setattr(mat, attr, None)
             dropped = True
     return dropped
+
+
+def _gltf_header(path: Path) -> dict | None:
+    """The JSON of a glTF file or of a GLB's first chunk; None where there is none to read."""
+    import json
+    import struct
+
+    try:
+        if path.suffix.lower() == ".gltf":
+            return json.loads(path.read_text(encoding="utf-8"))
+        with open(path, "rb") as f:
+            head = f.read(20)
+            if len(head) < 20 or head[:4] != b"glTF" or head[16:20] != b"JSON":
+                return None
+            return json.loads(f.read(struct.unpack("<I", head[12:16])[0]))
+    except (OSError, ValueError):
+        return None
+
+
+def _lost_gltf_textures(path: Path, loaded) -> str:
+    """What the base colour textures are that a glTF's materials name and that trimesh could
+    not decode (it skips a KTX2/Basis texture, or an embedded image Pillow cannot read, without
+    a word), as "image/ktx2"; "" where none was lost."""
+    if path.suffix.lower() not in (".glb", ".gltf"):
+        return ""
+    header = _gltf_header(path)
+    if not isinstance(header, dict) or any(getattr(m, "baseColorTexture", None) is not None for m in _materials(loaded)):
+        return ""
+    try:
+        kinds = []
+        for mat in header.get("materials", []):
+            ref = mat.get("pbrMetallicRoughness", {}).get("baseColorTexture")
+            if ref is None:
+                continue
+            tex = header["textures"][ref["index"]]
+            source = tex.get("source", next((e.get("source") for e in tex.get("extensions", {}).values()
+                                             if isinstance(e, dict) and "source" in e), None))
+            image = header["images"][source] if source is not None else {}
+            kinds.append(image.get("mimeType") or str(image.get("uri", "an image"))[:60])
+    except (KeyError, IndexError, TypeError, AttributeError):
+        return ""
+    return ", ".join(dict.fromkeys(kinds))
 
 
 def _make_opaque(loaded) -> list[str]:
@@ -261,6 +336,8 @@ def load_mesh(path: Path, size: float | None, scale: float | None, up_axis: str 
         warn_once(f"{name}: texture {texture!r} ({named_in}) {why}; the mesh renders untextured")
     if _drop_unreadable_images(loaded) and not unreadable:
         warn_once(f"{name}: a texture in its material cannot be decoded; the mesh renders untextured")
+    elif not unreadable and not resolver.missing and (lost := _lost_gltf_textures(path, loaded)):
+        warn_once(f"{name}: its base colour texture ({lost}) cannot be decoded; the mesh renders untextured")
     see_through = _make_opaque(loaded)
     if see_through:
         warn_once(f"{name}: its material is partly transparent ({', '.join(see_through)}); synthgen draws objects "
@@ -277,6 +354,8 @@ def load_mesh(path: Path, size: float | None, scale: float | None, up_axis: str 
         raise SpecError(f"{name}: the mesh has vertices that are not finite numbers (NaN or inf)")
     if float(np.max(loaded.extents)) <= 0:
         raise SpecError(f"{name}: the mesh has no extent (all vertices at one point)")
+    if not float(loaded.area) > 0:
+        raise SpecError(f"{name}: the mesh has no surface (every face has zero area: its points lie on a line)")
     for name_ in dict.fromkeys(resolver.missing):
         if name_.lower().endswith(".mtl"):
             warn_once(f"{name}: its material file {name_!r} (named in the mesh) was not found beside it; "
@@ -297,6 +376,19 @@ def load_mesh(path: Path, size: float | None, scale: float | None, up_axis: str 
     factor = scale if scale is not None else size / float(np.max(mesh.extents))
     mesh.apply_scale(factor)
     return mesh
+
+
+def hull_vertices(points: np.ndarray) -> np.ndarray:
+    """The vertices of the convex hull of ``points`` (n, 3): where every extent, footprint and
+    diameter of a mesh is reached. Flat or straight meshes have no solid hull: their distinct
+    points, then (qhull refuses them; trimesh's hull of a flat mesh divided by its zero volume)."""
+    from scipy.spatial import ConvexHull, QhullError
+
+    pts = np.asarray(points, np.float64)
+    try:
+        return pts[ConvexHull(pts).vertices]
+    except (QhullError, ValueError):
+        return np.unique(pts, axis=0)
 
 
 def _corner_colours(mesh, face_colours: np.ndarray):
@@ -417,6 +509,13 @@ class MeshLibrary:
                 m = _corner_colours(m, colours)
             self._meshes[key] = m
         return m
+
+    def hull(self, category: str) -> np.ndarray:
+        """The vertices of the normalised mesh's convex hull (cached): its extents in any pose."""
+        key = f"hull:{category}"
+        if key not in self._meshes:
+            self._meshes[key] = hull_vertices(self.mesh(category).vertices)
+        return self._meshes[key]
 
     def is_open(self, category: str) -> bool:
         """Whether the mesh has holes (a scan, a bowl, a plane): not closed once vertices are

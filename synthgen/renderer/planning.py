@@ -176,7 +176,7 @@ def plan_render_scene(spec: RendererSpec, lib: MeshLibrary, seed: int, index: in
     objects: list[Object3D] = []
     slots: dict[str, int] = {}
     for cat, prim, size in items:
-        pts = (lib.mesh(cat).convex_hull.vertices if cat is not None else primitive_points(prim) * size)
+        pts = (lib.hull(cat) if cat is not None else primitive_points(prim) * size)
         pose = _place(rng, p, pts, placed)
         if pose is None:
             continue  # no free spot: left out (the per-class scheduler asks again)
