@@ -199,11 +199,38 @@ def has_alpha(path: str | Path) -> bool:
 
 def image_size(path: str | Path) -> tuple[int, int]:
     """(width, height) from the header, EXIF orientation applied."""
+    w, h, orientation = _size_and_orientation(path)
+    return (h, w) if orientation in TURNED else (w, h)
+
+
+TURNED = (5, 6, 7, 8)  # EXIF orientations that swap width and height
+# what Pillow's exif_transpose does for each EXIF orientation
+_EXIF_TURNS = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+               5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+               8: Image.Transpose.ROTATE_90}
+
+
+def _size_and_orientation(path: str | Path) -> tuple[int, int, int]:
+    """(width, height) as stored, and the EXIF orientation (1: none), from the header."""
     _image_file(Path(path), shown(path))
     with _opening(shown(path)), Image.open(path) as im:
         w, h = im.size
         orientation = im.getexif().get(0x0112, 1)
-    return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
+    return w, h, orientation
+
+
+def exif_orientation(path: str | Path) -> int:
+    """The EXIF orientation of an image file (1 where it has none)."""
+    return _size_and_orientation(path)[2]
+
+
+def turned_as(pixels: np.ndarray, orientation: int) -> np.ndarray:
+    """``pixels`` (h, w) uint8 turned as ``read_image`` turns an image of that EXIF orientation."""
+    method = _EXIF_TURNS.get(orientation)
+    if method is None:
+        return pixels
+    with Image.fromarray(pixels) as im, im.transpose(method) as out:
+        return np.array(out)
 
 
 class Problems:

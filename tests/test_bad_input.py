@@ -794,6 +794,98 @@ def test_a_mask_of_zeros_and_ones_is_read_as_a_mask(tmp_path):
         assert np.array_equal(a.image, b.image) and np.array_equal(a.masks, b.masks)
 
 
+@pytest.mark.parametrize("orientation", [5, 6, 7, 8])
+def test_a_mask_made_from_a_turned_photo_as_stored_is_turned_with_it(tmp_path, orientation):
+    """A phone's portrait photo is stored landscape with an EXIF orientation that turns it;
+    masks made from its pixels as stored (Pillow without exif_transpose, rembg) are the stored
+    size. Refused before as 'mask is 50x100, image is 100x50'; now turned as the photo is: the
+    same samples as the photo and mask turned beforehand and saved without EXIF."""
+    from PIL import Image, ImageOps
+
+    from synthgen import Generator
+    from synthgen.spec import spec_from_dict
+
+    assets = make_assets(tmp_path / "assets")
+    rgb = np.zeros((50, 100, 3), np.uint8)
+    rgb[5:20, 10:90] = (250, 40, 20)  # a bar in the upper part as stored: turning moves it
+    mask = np.zeros((50, 100), np.uint8)
+    mask[5:20, 10:90] = 255
+    samples = {}
+    for turned in (False, True):
+        for f in (assets / "bar").iterdir():
+            f.unlink()
+        if turned:  # the photo with its EXIF orientation, the mask as its pixels are stored
+            exif = Image.Exif()
+            exif[0x0112] = orientation
+            Image.fromarray(rgb).save(assets / "bar" / "bar.png", exif=exif)
+            Image.fromarray(mask).save(assets / "bar" / "bar_mask.png")
+        else:  # the reference: both turned beforehand, saved without EXIF
+            ImageOps.exif_transpose(_with_exif(Image.fromarray(rgb), orientation)).save(assets / "bar" / "bar.png")
+            ImageOps.exif_transpose(_with_exif(Image.fromarray(mask), orientation)).save(assets / "bar" / "bar_mask.png")
+        raw = base_spec(assets)
+        raw["classes"]["bar"].update(mask="{stem}_mask.png", mask_inverted=False)
+        g = Generator(spec_from_dict(raw))
+        samples[turned] = [g[i] for i in range(6)]
+    assert any(a.category == "bar" for s in samples[True] for a in s.annotations)
+    for a, b in zip(samples[False], samples[True]):
+        assert np.array_equal(a.image, b.image) and np.array_equal(a.masks, b.masks)
+
+
+def _with_exif(im, orientation: int):
+    im.getexif()[0x0112] = orientation
+    return im
+
+
+def test_a_placement_region_of_a_turned_background_as_stored_is_turned_with_it(tmp_path):
+    """The same for a background's placement region: the same samples as both turned beforehand."""
+    from PIL import Image, ImageOps
+
+    from synthgen import Generator
+    from synthgen.spec import spec_from_dict
+
+    assets = make_assets(tmp_path / "assets")
+    photo = np.random.default_rng(2).integers(0, 255, (120, 200, 3), np.uint8)
+    region = np.zeros((120, 200), np.uint8)
+    region[10:60, 20:90] = 255  # a corner as stored: turning moves it
+    samples = {}
+    for turned in (False, True):
+        bg = tmp_path / f"bg{int(turned)}"
+        bg.mkdir()
+        if turned:
+            exif = Image.Exif()
+            exif[0x0112] = 6
+            Image.fromarray(photo).save(bg / "desk.png", exif=exif)
+            Image.fromarray(region).save(bg / "desk_region.png")
+        else:
+            ImageOps.exif_transpose(_with_exif(Image.fromarray(photo), 6)).save(bg / "desk.png")
+            ImageOps.exif_transpose(_with_exif(Image.fromarray(region), 6)).save(bg / "desk_region.png")
+        raw = base_spec(assets)
+        raw["backgrounds"] = {"paths": [str(bg)], "regions": "{stem}_region.png", "fit": "resize"}
+        g = Generator(spec_from_dict(raw))
+        samples[turned] = [g[i] for i in range(4)]
+    assert any(s.annotations for s in samples[True])
+    for a, b in zip(samples[False], samples[True]):
+        assert np.array_equal(a.image, b.image) and np.array_equal(a.masks, b.masks)
+
+
+def test_a_mask_of_another_size_than_a_turned_photo_names_the_orientation(tmp_path):
+    from PIL import Image
+
+    assets = make_assets(tmp_path / "assets")
+    for f in (assets / "bar").iterdir():
+        f.unlink()
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(np.full((50, 100, 3), 200, np.uint8)).save(assets / "bar" / "bar.png", exif=exif)
+    Image.fromarray(np.full((40, 40), 255, np.uint8)).save(assets / "bar" / "bar_mask.png")
+    raw = base_spec(assets)
+    raw["classes"]["bar"].update(mask="{stem}_mask.png", mask_inverted=False)
+    r = runner.invoke(app, ["check", str(write_spec(tmp_path / "spec.yaml", raw))])
+    assert r.exit_code == 2, r.output
+    assert "bar_mask.png: mask is 40x40, image" in r.output and "bar.png is 50x100 (as its EXIF orientation 6 turns it; " \
+        "100x50 as stored)" in r.output, r.output
+
+
 def test_a_missing_or_piped_mesh_is_one_line(tmp_path):
     """A missing mesh was two lines (the second 'cannot load mesh: FileNotFoundError ...'); a named
     pipe as a mesh was 'does not exist' and 'is empty'."""

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from ..errors import SpecError
-from ..sources import Problems, expand_paths, has_alpha, image_size, read_image, shown
+from ..sources import TURNED, Problems, exif_orientation, expand_paths, has_alpha, image_size, read_image, shown, turned_as
 from ..spec import Spec
 
 ALPHA_ON = 128  # alpha >= this (of 255) makes a pixel part of an object: the one ownership rule
@@ -204,7 +204,7 @@ class AssetLibrary:
             if mask.max() == 1:  # a 0/1 label image, as many segmentation datasets store masks
                 mask = mask * np.uint8(255)
             if mask.shape[:2] != rgb.shape[:2]:
-                raise SpecError(f"{shown(self.base / ref.mask)}: mask is {mask.shape[1]}x{mask.shape[0]}, image {shown(path)} is {rgb.shape[1]}x{rgb.shape[0]}")
+                mask = mask_of_turned_photo(mask, self.base / ref.mask, path, rgb.shape[1::-1])
             alpha = 255 - mask if ref.inverted else mask
             rgba = np.dstack([rgb, alpha])
         solid = rgba[..., 3] >= ALPHA_ON
@@ -251,7 +251,7 @@ class AssetLibrary:
             mask = read_image(self.base / rkey, "L")
             src_w, src_h = image_size(self.base / key)  # the header is enough for the size
             if mask.shape[:2] != (src_h, src_w):
-                raise SpecError(f"{shown(self.base / rkey)}: region is {mask.shape[1]}x{mask.shape[0]}, background {shown(self.base / key)} is {src_w}x{src_h}")
+                mask = mask_of_turned_photo(mask, self.base / rkey, self.base / key, (src_w, src_h), "region", "background")
             arr = fit_background(np.dstack([mask] * 3), fit, size)[..., 0] >= 128
             if not arr.any():
                 raise SpecError(f"{shown(self.base / rkey)}: the placement region is empty")
@@ -263,6 +263,20 @@ class AssetLibrary:
         self._bg_cache[key] = arr
         if len(self._bg_cache) > self._bg_cache_size:
             self._bg_cache.popitem(last=False)
+
+
+def mask_of_turned_photo(mask: np.ndarray, mask_path: Path, photo: Path, shown_size: tuple[int, int],
+                         kind: str = "mask", photo_kind: str = "image") -> np.ndarray:
+    """A mask (or region) whose size is not its photo's ``shown_size`` (w, h): where the photo's
+    EXIF orientation turns it (a phone's portrait shot, stored landscape) and the mask is the
+    size of its pixels as stored, it was made from them as stored (Pillow without
+    exif_transpose, rembg), so it is turned the same way. Any other size is an error naming both."""
+    w, h = shown_size
+    orientation = exif_orientation(photo)
+    if orientation in TURNED and mask.shape[:2] == (w, h):
+        return turned_as(mask, orientation)
+    turned = f" (as its EXIF orientation {orientation} turns it; {h}x{w} as stored)" if orientation in TURNED else ""
+    raise SpecError(f"{shown(mask_path)}: {kind} is {mask.shape[1]}x{mask.shape[0]}, {photo_kind} {shown(photo)} is {w}x{h}{turned}")
 
 
 def _sibling(f: str, pattern: str) -> str:
