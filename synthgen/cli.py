@@ -160,15 +160,23 @@ def generate(
         total = sum(sched.quota(b) for b in range(lo, hi)) * len(gen.spec.categories)
     unit = "images" if n is not None else "instances"
     t0 = time.perf_counter()
-    with Progress(TextColumn("[bold]generating"), BarColumn(), MofNCompleteColumn(), TextColumn(unit),
-                  _Rate(), TimeRemainingColumn(), console=err, transient=False) as bar:
-        task = bar.add_task("generate", total=total, images=0)
+    # shown from the run's start, once --out and an interrupted run's parts are checked too: an
+    # error found before then is its one line, with no empty bar above it
+    bar = Progress(TextColumn("[bold]generating"), BarColumn(), MofNCompleteColumn(), TextColumn(unit),
+                   _Rate(), TimeRemainingColumn(), console=err, transient=False)
+    task = bar.add_task("generate", total=total, images=0)
 
-        def report(images: int, instances: int) -> None:
-            bar.update(task, completed=images if n is not None else instances, images=images)
+    def report(images: int, instances: int) -> None:
+        if not bar.live.is_started:
+            bar.start()
+        bar.update(task, completed=images if n is not None else instances, images=images)
 
+    try:
         summary = gen.generate(Path(out), n=n, per_class=per_class, workers=workers, overwrite=overwrite,
                                resume=resume, progress=report, shard=part, backend=backend, ray_address=ray_address)
+    finally:
+        if bar.live.is_started:
+            bar.stop()
     dt = time.perf_counter() - t0
     per = ", ".join(f"{c}: {k}" for c, k in summary["instances_per_class"].items())
     _say(f"wrote {summary['images']} images to {out} in {dt:.1f} s ({summary['images'] / max(dt, 1e-9):.1f} images/s); instances {per}")

@@ -172,7 +172,8 @@ class Generator:
         run in ``out_dir`` (deleting only files runs recorded writing); ``resume`` finishes an
         interrupted run there, byte-identical to one never stopped. With ``workers`` > 1 the
         samples are made in spawned processes: call this under ``if __name__ == "__main__":``
-        in a script. progress(images_done, instances_done) is called after each image.
+        in a script. progress(images_done, instances_done) is called once with (0, 0) when every check has
+        passed and the run starts, then after each image.
         ``shard="K/N"`` (or (K, N)) makes shard K of N, counted from 0: a part of the dataset
         that ``synthgen merge`` joins with the others into exactly the unsharded dataset.
         ``backend="ray"`` makes the samples in ``workers`` Ray actors (a local Ray, or the

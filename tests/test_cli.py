@@ -68,3 +68,40 @@ def test_a_run_that_labels_nothing_says_so(assets, tmp_path):
     spec = write_spec(tmp_path / "s.yaml", raw)
     r = runner.invoke(app, ["generate", str(spec), "--n", "3", "--out", str(tmp_path / "o")])
     assert r.exit_code == 0 and "warning: no object was labelled" in r.output, r.output
+
+
+def test_an_error_found_before_the_run_starts_is_its_one_line(spec_file, tmp_path):
+    """The progress bar was drawn before --out and an interrupted run's parts were checked: an
+    empty 'generating 0/2' bar stood above the error line."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "mine.txt").write_text("a user's file")
+    r = runner.invoke(app, ["generate", str(spec_file), "--n", "2", "--out", str(out)])
+    assert r.exit_code == 2
+    assert [line for line in r.output.splitlines() if line.strip()] == [
+        f"error: --out {out} is not empty; pass --overwrite to replace a previous run there, or --resume to finish "
+        "an interrupted one"], r.output
+    r = runner.invoke(app, ["generate", str(spec_file), "--n", "2", "--out", str(tmp_path / "new")])
+    assert r.exit_code == 0 and "generating" in r.output and "2/2" in r.output, r.output
+
+
+def test_workers_beyond_the_cpus_are_capped_with_a_warning(spec_file, tmp_path, recwarn):
+    """--workers 1000 spawned processes as long as tasks waited (each with its own decoded
+    assets, about 200 MB for the demo) until the machine ran out of memory."""
+    import subprocess
+    import sys
+
+    import pytest
+
+    from synthgen import SynthgenWarning
+    from synthgen.runs.pool import available_cpus, local_workers
+
+    most = max(2, available_cpus())
+    assert local_workers(2) == 2 and local_workers(most) == most and not recwarn.list
+    with pytest.warns(SynthgenWarning, match=rf"--workers 1000: this machine gives synthgen {available_cpus()} CPUs; "
+                                             rf"running {most} worker processes"):
+        assert local_workers(1000) == most
+    r = subprocess.run([sys.executable, "-m", "synthgen.cli", "generate", str(spec_file), "--n", "12", "--workers", "1000",
+                        "--out", str(tmp_path / "o")], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert f"warning: --workers 1000: this machine gives synthgen {available_cpus()} CPUs" in r.stderr

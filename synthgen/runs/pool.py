@@ -158,12 +158,35 @@ class WorkerPool:
 BACKENDS = ("local", "ray")
 
 
+def available_cpus() -> int:
+    """The CPUs this process may run on (a container's or taskset's share, not the machine's)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def local_workers(workers: int) -> int:
+    """Worker processes for ``workers`` asked of this machine: at most one per CPU (two on a
+    machine of one), with a warning where fewer than asked. Each is a process of its own with
+    its own decoded assets (about 200 MB for the demo); beyond the CPUs they add memory, not
+    speed, and --workers 1000 would spawn processes until the machine ran out of memory."""
+    most = max(2, available_cpus())
+    if workers > most:
+        warnings.warn(f"--workers {workers}: this machine gives synthgen {available_cpus()} CPUs; running {most} worker "
+                      "processes (more would add memory, not speed)", SynthgenWarning, stacklevel=2)
+        return most
+    return workers
+
+
 def make_executor(gen, folder: OutputFolder, workers: int, backend: str = "local", address: str | None = None):
-    """local: this process (one worker) or spawned processes; ray: Ray actors."""
+    """local: this process (one worker) or spawned processes, at most one per CPU; ray: Ray
+    actors (over a cluster: not capped by this machine's CPUs)."""
     if backend == "ray":
         from .ray_pool import RayPool
 
         return RayPool(gen, folder, workers, address)
+    workers = local_workers(workers)
     return InProcess(gen, folder) if workers <= 1 else WorkerPool(gen, folder, workers)
 
 

@@ -90,6 +90,8 @@ def execute(
             w.start(folder, gen.library)
         stats = RunStats(gen.spec)
         executor = make_executor(gen, folder, workers, backend, ray_address)
+        if progress:  # every check passed: the run starts
+            progress(0, 0)
         records = journal.replay() if resuming else iter(())
         with _stop_on_ctrl_c() as stop:
             def consume(pairs: Iterator[tuple[Task, TaskResult | dict]]) -> Iterator[list[str]]:
