@@ -98,6 +98,14 @@ def test_set_errors_name_the_override(spec_file):
         load_spec(spec_file, overrides=["placement.flip=3"])
     with pytest.raises(SpecError, match="expected key.path=value"):
         load_spec(spec_file, overrides=["placement.flip"])
+    # one line, the value cut short: PyYAML's message quoted the whole value over several lines,
+    # and a whole number Python cannot read (over 4,300 digits) was 'unexpected ValueError'
+    for value, says in (("{" + "9" * 5000 + ": 1}", "value is not valid YAML: expected ',' or '}', but got ':' (at character 5002)"),
+                        ("9" * 5000, "a number in the value is too long for any value of a spec"),
+                        ("[" * 100_000, "value is not valid YAML: nested too deeply")):
+        with pytest.raises(SpecError) as e:
+            load_spec(spec_file, overrides=[f"seed={value}"])
+        assert str(e.value).endswith(says) and "\n" not in str(e.value) and len(str(e.value)) < 200, str(e.value)
 
 
 def test_paths_are_relative_to_the_spec_file(assets, tmp_path, monkeypatch):

@@ -108,6 +108,10 @@ HOSTILE = {
     "duplicate key": "seed: 1\nseed: 2\nbackgrounds: {paths: x}\nclasses: {a: {source: y}}\n",
     "control character": "seed: 1\x01\n",
     "one megabyte of list": "classes: [" + "1," * 400_000 + "1]\n",
+    # Python reads whole numbers of at most 4,300 digits: PyYAML's int() raised ValueError
+    "5,000-digit number": "seed: " + "9" * 5000 + "\n",
+    "5,000-digit hex number": "seed: 0x" + "f" * 5000 + "\n",
+    "5,000-digit number as a key": "classes:\n  ? " + "9" * 5000 + "\n  : {source: x}\n",
 }
 
 

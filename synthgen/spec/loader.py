@@ -28,6 +28,7 @@ Loc = tuple[Any, ...]
 MAX_SPEC_BYTES = 1 << 20  # a spec is a few kilobytes; refuse anything over 1 MiB
 MAX_VALUES = 20_000  # scalars, lists and mappings, aliases expanded (a legitimate spec has < 1,000)
 MAX_DEPTH = 64  # nesting levels (a legitimate spec has < 8)
+MAX_NUMBER_CHARS = 1000  # a whole number this long is no value of a spec (Python reads at most 4,300 digits)
 
 
 def _where(name: str, node: yaml.Node | None) -> str:
@@ -121,6 +122,9 @@ def _measure(node: yaml.Node, name: str, sizes: dict[int, int], active: set[int]
         children = list(node.value)
     else:
         children = []
+        if node.tag == "tag:yaml.org,2002:int" and len(node.value) > MAX_NUMBER_CHARS:  # Python refuses to read it
+            raise SpecError(f"{_where(name, node)}: the number {node.value[:12]}... is {len(node.value):,} characters "
+                            "long: too long for any value of a spec")
     for c in children:
         total += _measure(c, name, sizes, active, depth + 1)
         if total > MAX_VALUES:
@@ -193,8 +197,15 @@ def parse_overrides(items: Iterable[Override]) -> list[tuple[str, Any, str]]:
             raise SpecError(f"--set {item!r}: expected key.path=value")
         try:
             value = yaml.safe_load(raw) if raw.strip() else ""
-        except (yaml.YAMLError, RecursionError) as e:
-            raise SpecError(f"--set {item!r}: value is not valid YAML: {e}") from None
+        except yaml.YAMLError as e:  # one line: the problem and where in the value, not PyYAML's excerpt of it
+            mark = getattr(e, "problem_mark", None)
+            at = f" (at character {mark.column + 1})" if mark is not None else ""
+            raise SpecError(f"--set {_short(item)}: value is not valid YAML: "
+                            f"{getattr(e, 'problem', None) or str(e).splitlines()[0]}{at}") from None
+        except RecursionError:
+            raise SpecError(f"--set {_short(item)}: value is not valid YAML: nested too deeply") from None
+        except ValueError:  # a whole number of more than 4,300 digits: Python refuses to read it
+            raise SpecError(f"--set {_short(item)}: a number in the value is too long for any value of a spec") from None
         if _size(value) > MAX_VALUES:
             raise SpecError(f"--set {item!r}: value is too large")
         out.append((key.strip(), value, f"--set {item}"))
