@@ -208,7 +208,8 @@ def check(
     gen.check()
     lib = gen.library
     files = len(lib.input_files())
-    _say(f"ok: {spec} ({gen.spec.kind}, {len(gen.spec.categories)} classes, {files} input files checked)")
+    k = len(gen.spec.categories)
+    _say(f"ok: {spec} ({gen.spec.kind}, {k} class{'es' if k != 1 else ''}, {files} input file{'s' if files != 1 else ''} checked)")
 
 
 @app.command()

@@ -477,6 +477,27 @@ def test_a_texture_named_after_mtl_options_with_spaces_in_its_name_is_found(shar
     assert r > gr > b and r > 1.5 * b  # the duck's orange, not the untextured grey
 
 
+@pytest.mark.parametrize("line, where", [("map_Kd tex\\DUCKCM.PNG", "Tex/duckCM.png"),
+                                         ("map_Kd ../Textures/DuckCM.png", "../textures/duckCM.png"),
+                                         ('map_Kd "duck skin.png"', "duck skin.png")])
+def test_a_texture_in_a_folder_named_in_another_case_or_quoted_is_found(shared, tmp_path, line, where):
+    """Meshes made on Windows name their textures' folders in any letter case (only the file
+    name was matched so); some exporters put a name with spaces in quotes."""
+    import warnings
+
+    obj = _duck_copy(shared, tmp_path, line)
+    target = (obj.parent / where).resolve()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    (obj.parent / "duckCM.png").rename(target)
+    raw = _spec(shared, background={"modes": {"color": 1}}, distractors={"count": 0})
+    raw["classes"] = {"duck": {"mesh": str(obj), "size": 0.12}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # found: no warning
+        g = Generator(spec_from_dict(raw))
+        g.check()
+    assert getattr(g.library.mesh("duck").visual.material, "image", None) is not None
+
+
 def test_a_texture_lost_after_mtl_options_is_named_without_them(shared, tmp_path):
     from synthgen import SynthgenWarning
 

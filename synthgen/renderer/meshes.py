@@ -19,6 +19,7 @@ warning naming the mesh.
 
 from __future__ import annotations
 
+import os
 import stat
 import warnings
 from collections import OrderedDict
@@ -107,6 +108,25 @@ def _is_number(word: str) -> bool:
     return True
 
 
+def _case_insensitive(parent: Path, rel: str) -> str | None:
+    """``rel`` ("Tex/Duck.PNG") under ``parent``, each part matched in any letter case, as
+    Windows, where many meshes are made, matches them; None where a part has no match."""
+    here, found = parent, []
+    for part in (p for p in rel.split("/") if p not in ("", ".")):
+        if part == "..":
+            here, found = here.parent, found + [".."]
+            continue
+        try:
+            names = {entry.name.lower(): entry.name for entry in os.scandir(here)}
+        except OSError:
+            return None
+        hit = names.get(part.lower())
+        if hit is None:
+            return None
+        here, found = here / hit, found + [hit]
+    return "/".join(found) or None
+
+
 def _resolver(path: Path):
     """trimesh's file resolver, more forgiving about how an MTL names its textures, and keeping
     the names it could not find."""
@@ -126,7 +146,8 @@ def _resolver(path: Path):
 
         def _find(self, name: str):
             raw = name.strip()
-            cands = [raw, _without_mtl_options(raw), raw.replace("\\", "/"), raw.split()[-1] if raw.split() else raw]
+            bare = _without_mtl_options(raw)
+            cands = [raw, bare, bare.strip("\"'"), raw.replace("\\", "/"), raw.split()[-1] if raw.split() else raw]
             if "%" in raw:  # a glTF's URIs are percent-encoded: "my%20tex.png" is "my tex.png"
                 cands.insert(0, unquote(raw))
             cands += [c.replace("\\", "/").lstrip("./").lstrip("/") for c in cands]
@@ -138,11 +159,11 @@ def _resolver(path: Path):
                     return super().get(c)
                 except Exception:  # noqa: BLE001 - trimesh raises several types for a missing file
                     pass
-            lowered = {p.name.lower(): p.name for p in Path(self.parent).iterdir()} if Path(self.parent).is_dir() else {}
-            hit = lowered.get(cands[-1].lower())
-            if hit is not None and _readable(Path(self.parent) / hit):
-                return super().get(hit)
-            self.missing.append(_without_mtl_options(raw))
+            for c in dict.fromkeys(c.replace("\\", "/") for c in cands):  # in another letter case, as Windows finds it
+                hit = _case_insensitive(Path(self.parent), c)
+                if hit is not None and _readable(Path(self.parent) / hit):
+                    return super().get(hit)
+            self.missing.append(bare)
             raise FileNotFoundError(raw)
 
     r = Resolver(str(path), allow_anywhere=True)  # MTLs name ../textures/... too; reading is harmless
