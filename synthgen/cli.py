@@ -325,16 +325,22 @@ def report(
 
     if gallery < 0:
         raise SynthgenError(f"--gallery must be >= 0, got {gallery}")
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=err, transient=True) as bar:
-        tasks: dict[str, Any] = {}
+    bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                   console=err, transient=True)
+    tasks: dict[str, Any] = {}
 
-        def tick(what: str, done: int, total: int) -> None:
-            if what not in tasks:
-                tasks[what] = bar.add_task(what, total=total)
-            bar.update(tasks[what], completed=done)
+    def tick(what: str, done: int, total: int) -> None:
+        if not bar.live.is_started:  # from the first step read: an error before it is its one line
+            bar.start()
+        if what not in tasks:
+            tasks[what] = bar.add_task(what, total=total)
+        bar.update(tasks[what], completed=done)
 
+    try:
         summary = build_report(dataset, out, real, format, images, real_format, real_images, gallery, tick)
+    finally:
+        if bar.live.is_started:
+            bar.stop()
     for w in summary["warnings"]:
         _say(f"warning: {w}")
     _say(f"wrote {out}: {summary['images']} images, {summary['instances']} instances, {len(summary['classes'])} classes")
@@ -376,14 +382,11 @@ def validate(
 def _write_png(out: Path, picture) -> None:
     import cv2
 
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        ok, buf = cv2.imencode(".png", cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
-        tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-        tmp.write_bytes(buf.tobytes())
-        os.replace(tmp, out)
-    except OSError as e:
-        raise SynthgenError(f"--out {out}: cannot write: {e.strerror or e}") from None
+    from .inspect.output import check_output, marked_png, write_output
+
+    path = check_output(out, "png")
+    ok, buf = cv2.imencode(".png", cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
+    write_output(path, marked_png(buf.tobytes()))
     _say(f"wrote {out}")
 
 

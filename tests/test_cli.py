@@ -105,3 +105,59 @@ def test_workers_beyond_the_cpus_are_capped_with_a_warning(spec_file, tmp_path, 
                         "--out", str(tmp_path / "o")], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert f"warning: --workers 1000: this machine gives synthgen {available_cpus()} CPUs" in r.stderr
+
+
+def test_show_and_report_never_replace_a_file_synthgen_did_not_write(spec_file, tmp_path):
+    """'show -o' and 'report --out' replaced whatever the name held: a background photo of the
+    spec (a PNG drawn into a .jpg, then an HTML page), the spec itself, a dataset's image."""
+    import subprocess
+    import sys
+
+    import numpy as np
+    from PIL import Image
+
+    photo = tmp_path / "my photo.png"
+    Image.fromarray(np.full((8, 8, 3), 90, np.uint8)).save(photo)
+    notes = tmp_path / "notes.html"
+    notes.write_text("<html>my notes</html>")
+    mine = {p: p.read_bytes() for p in (photo, notes, spec_file)}
+    for args, says in (
+        (["show", str(spec_file), "-o", str(photo)], "exists and was not written by synthgen show: it is left as it is"),
+        (["show", str(spec_file), "-o", str(spec_file)], "show writes a PNG picture; give the name a .png ending"),
+        (["show", str(spec_file), "-o", str(tmp_path / "x.jpg")], "show writes a PNG picture; give the name a .png ending"),
+        (["show", str(spec_file), "-o", str(tmp_path)], "show writes a PNG picture"),
+        (["report", str(tmp_path / "ds"), "--out", str(notes)], "exists and was not written by synthgen report"),
+        (["report", str(tmp_path / "ds"), "--out", str(photo)], "report writes an HTML report; give the name a .html ending"),
+    ):
+        r = subprocess.run([sys.executable, "-m", "synthgen.cli", *args], capture_output=True, text=True, timeout=300)
+        lines = r.stderr.splitlines()  # one line, before any bar or work
+        assert r.returncode == 2 and len(lines) == 1 and lines[0].startswith(f"error: --out {args[-1]}") and says in lines[0], r.stderr
+    assert {p: p.read_bytes() for p in mine} == mine
+    assert not (tmp_path / "x.jpg").exists()
+    # synthgen's own files are replaced: a picture twice, a report twice, a report written before the mark
+    out = tmp_path / "look.png"
+    for _ in range(2):
+        assert runner.invoke(app, ["show", str(spec_file), "-o", str(out)]).exit_code == 0
+    with Image.open(out) as im:
+        assert im.info.get("Software") == "synthgen show" and im.size[0] > 0
+    assert runner.invoke(app, ["generate", str(spec_file), "--n", "3", "--out", str(tmp_path / "ds")]).exit_code == 0
+    report = tmp_path / "r.html"
+    for _ in range(2):
+        r = runner.invoke(app, ["report", str(tmp_path / "ds"), "--out", str(report)])
+        assert r.exit_code == 0, r.output
+    old = report.read_text().replace("<meta name='generator' content='synthgen report'>", "")
+    report.write_text(old)
+    assert runner.invoke(app, ["report", str(tmp_path / "ds"), "--out", str(report)]).exit_code == 0
+
+
+def test_the_mark_leaves_a_pictures_pixels_as_they_are():
+    import cv2
+    import numpy as np
+
+    from synthgen.inspect.output import marked_png
+
+    pic = np.random.default_rng(0).integers(0, 255, (30, 40, 3), np.uint8)
+    png = cv2.imencode(".png", pic)[1].tobytes()
+    marked = marked_png(png)
+    assert len(marked) > len(png)
+    np.testing.assert_array_equal(cv2.imdecode(np.frombuffer(marked, np.uint8), cv2.IMREAD_UNCHANGED), pic)

@@ -21,6 +21,7 @@ import numpy as np
 from ..datasets import open_dataset
 from ..datasets.model import DiskDataset
 from .draw import draw_item, palette
+from .output import HTML_MARK, check_output, write_output
 from .stats import Finding, Gap, Table, audit, collect, compare
 
 GALLERY = 48  # images in the gallery, spread evenly over the dataset
@@ -30,7 +31,9 @@ THUMB, FULL = 240, 720  # longer side of a thumbnail and of an enlarged image, p
 def build_report(path: str | Path, out: str | Path, real: str | Path | None = None, format: str | None = None,
                  images: str | Path | None = None, real_format: str | None = None, real_images: str | Path | None = None,
                  gallery: int = GALLERY, progress: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
-    """Write the report to ``out``; returns its summary (counts, warnings, gaps)."""
+    """Write the report to ``out``; returns its summary (counts, warnings, gaps). ``out`` must be
+    a .html name, and an existing file there one that synthgen wrote (checked first)."""
+    out = check_output(out, "html")
     ds = open_dataset(path, format, images)
     total = _count(ds)
     tick = (lambda n: progress("reading", n, total)) if progress else None
@@ -48,11 +51,7 @@ def build_report(path: str | Path, out: str | Path, real: str | Path | None = No
     if rt is not None:
         warnings += [f"{g.what} differs most from the real data ({g.measure} {g.distance:.3f})" for g in gaps[:3] if g.scale >= 0.25]
     page = _page(ds, syn, rt, findings, gaps, warnings, charts, thumbs)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(out)
+    write_output(out, page.encode("utf-8"))
     return {"images": syn.images, "instances": int(len(syn.cls)), "classes": syn.categories, "warnings": warnings,
             "gaps": [{"what": g.what, "distance": g.distance, "measure": g.measure} for g in gaps]}
 
@@ -300,7 +299,7 @@ def _page(ds: DiskDataset, t: Table, real: Table | None, findings: list[Finding]
           charts: dict[str, str], thumbs: list[dict[str, Any]]) -> str:
     n_inst = int(len(t.cls))
     parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'><meta name='viewport' content='width=device-width'>"
-             f"<title>synthgen report: {_e(t.name)}</title><style>{CSS}</style></head><body>",
+             f"{HTML_MARK}<title>synthgen report: {_e(t.name)}</title><style>{CSS}</style></head><body>",
              f"<header><h1>{_e(t.name)}</h1><p>{_e(ds.format.upper())} dataset, made into a report by synthgen"
              + (f"; compared with the real dataset {_e(real.name)}" if real is not None else "") + "</p></header><main>"]
     splits = ", ".join(f"{_e(s)}: {n}" for s, n in t.splits.items())
