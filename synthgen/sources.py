@@ -10,6 +10,7 @@ import os
 import re
 import stat
 import struct
+import sys
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
@@ -63,6 +64,31 @@ def _megapixels(pixels: int) -> str:
 def _too_large(name: str, pixels: int, size: str = "") -> SpecError:
     return SpecError(f"{name}: {size + ' ' if size else ''}is too large ({_megapixels(pixels)} megapixels; images of "
                      f"at most {_megapixels(pixel_limit())} megapixels are read: scale it down)")
+
+
+def _pillow_open():
+    """Pillow's own ``Image.open``, even where a library imported earlier replaced it: importing
+    ultralytics (8.4) wraps it so that a file Pillow cannot identify makes it pip-install a HEIF
+    plugin, and where that fails the caller gets ModuleNotFoundError, not
+    UnidentifiedImageError (a corrupt image in a training script that imported both became
+    'unexpected ModuleNotFoundError'). Such a wrapper keeps the original in its module."""
+    current = Image.open
+    if getattr(current, "__module__", None) == "PIL.Image":
+        return current
+    module = sys.modules.get(getattr(current, "__module__", None) or "")
+    for value in (vars(module).values() if module is not None else ()):
+        if callable(value) and getattr(value, "__module__", None) == "PIL.Image" and getattr(value, "__name__", None) == "open":
+            return value
+    return current
+
+
+_PIL_OPEN = _pillow_open()  # taken now: a wrapper installed later does not reach synthgen's reads
+
+
+def open_image(path):
+    """``PIL.Image.open`` as Pillow defines it (see ``_pillow_open``): every image synthgen reads
+    is opened here."""
+    return _PIL_OPEN(path)
 
 
 @contextmanager
@@ -133,7 +159,7 @@ def read_image(path: str | Path, mode: str = "RGB") -> np.ndarray:
     name = shown(path)
     _image_file(path, name)
     try:
-        with _opening(name), Image.open(path) as im:
+        with _opening(name), open_image(path) as im:
             w, h = im.size
             if w * h > pixel_limit():
                 raise _too_large(name, w * h, f"{w}x{h}")
@@ -192,7 +218,7 @@ def _pixels(im: Image.Image) -> np.ndarray:
 def has_alpha(path: str | Path) -> bool:
     """Whether an image file carries transparency (from its header)."""
     _image_file(Path(path), shown(path))
-    with _opening(shown(path)), Image.open(path) as im:
+    with _opening(shown(path)), open_image(path) as im:
         return im.mode in ("RGBA", "LA", "PA", "La", "RGBa") or (im.mode == "P" and "transparency" in im.info) \
             or (im.mode in ("RGB", "L") and "transparency" in im.info)
 
@@ -213,7 +239,7 @@ _EXIF_TURNS = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180
 def _size_and_orientation(path: str | Path) -> tuple[int, int, int]:
     """(width, height) as stored, and the EXIF orientation (1: none), from the header."""
     _image_file(Path(path), shown(path))
-    with _opening(shown(path)), Image.open(path) as im:
+    with _opening(shown(path)), open_image(path) as im:
         w, h = im.size
         orientation = im.getexif().get(0x0112, 1)
     return w, h, orientation

@@ -919,3 +919,44 @@ def test_a_named_pipe_as_a_meshs_material_or_texture_does_not_hang(tmp_path):
         r = subprocess.run([sys.executable, "-m", "synthgen.cli", "check", str(tmp_path / "spec.yaml")],
                            capture_output=True, text=True, timeout=60)
         assert r.returncode == 0 and says in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("first", ["wrapper", "synthgen"])
+def test_a_library_that_wraps_pillows_open_does_not_change_what_synthgen_reads(tmp_path, first):
+    """Importing ultralytics (8.4) replaces PIL.Image.open with a wrapper that, on a file Pillow
+    cannot identify, pip-installs a HEIF plugin and imports it: where that fails the caller gets
+    ModuleNotFoundError. A corrupt image in a script that imported both was 'unexpected
+    ModuleNotFoundError'. The wrapper here does what ultralytics' does, imported before or
+    after synthgen."""
+    import subprocess
+    import sys
+    import textwrap
+
+    (tmp_path / "wrapper.py").write_text(textwrap.dedent("""
+        from PIL import Image
+        _image_open = Image.open  # as ultralytics.utils.patches keeps it
+        def image_open(filename, *args, **kwargs):
+            try:
+                return _image_open(filename, *args, **kwargs)
+            except Image.UnidentifiedImageError:
+                from pi_heif_that_is_not_installed import register_heif_opener  # noqa: F401
+        Image.open = image_open
+        """))
+    (tmp_path / "bad.png").write_bytes(b"not an image at all")
+    imports = ["import wrapper", "from synthgen.sources import read_image, image_size"]
+    code = "\n".join(imports if first == "wrapper" else imports[::-1]) + textwrap.dedent("""
+        from synthgen import SpecError
+        try:
+            read_image("bad.png")
+        except SpecError as e:
+            print(e)
+        try:
+            image_size("bad.png")  # its callers take an OSError as 'not an image'
+        except OSError as e:
+            print(type(e).__name__)
+        """)
+    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])})
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == ["bad.png: is not an image (or not one Pillow can read)", "UnidentifiedImageError"], \
+        r.stdout + r.stderr

@@ -15,8 +15,10 @@ def _grey(path: str | Path, side: int) -> np.ndarray | None:
     """The image as a side x side grey array (JPEGs decoded at a fraction of their size)."""
     from PIL import Image
 
+    from ..sources import open_image
+
     try:
-        with Image.open(path) as im:
+        with open_image(path) as im:
             im.draft("L", (side * 4, side * 4))
             return np.asarray(im.convert("L").resize((side, side), Image.Resampling.BOX), np.float32)
     except (OSError, ValueError):

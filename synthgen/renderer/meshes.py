@@ -30,7 +30,7 @@ import numpy as np
 
 from ..compositor.assets import fit_background
 from ..errors import SpecError, SynthgenWarning
-from ..sources import Problems, expand_paths, read_image, shown
+from ..sources import Problems, expand_paths, open_image, read_image, shown
 from ..spec.renderer import RendererSpec
 
 IMAGE_CACHE = 64  # decoded textures and photos kept per process
@@ -184,7 +184,7 @@ def _unreadable(textures: list[tuple[str, bytes]]) -> dict[str, str]:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-                with Image.open(io.BytesIO(data)) as im:
+                with open_image(io.BytesIO(data)) as im:
                     im.load()
         except Image.DecompressionBombError:
             bad[name] = "is too large to decode"
