@@ -227,6 +227,26 @@ def test_broken_yolo_is_found(ds, kind):
     _yolo_found(ds, kind, lbl.name)
 
 
+def test_yolo_classes_written_as_floats_read_as_ultralytics_reads_them(ds):
+    """ultralytics reads every column of a label line as a float and takes a class with no
+    fraction ("1.0", as some converters write it); each such line was a yolo-columns problem
+    and stopped show and report. A class with a fraction is still one."""
+    from synthgen.datasets import open_dataset
+
+    before = [(it.path.name, [(o.category, o.bbox) for o in it.objects]) for it in open_dataset(ds, "yolo").items()]
+    for lbl in (ds / "labels").rglob("*.txt"):
+        lines = lbl.read_text().splitlines()
+        lbl.write_text("".join(f"{float(ln.split()[0]):.1f} {ln.split(' ', 1)[1]}\n" for ln in lines if ln.strip()))
+    r = validate(ds, "yolo")
+    assert [p.kind for p in r.problems] == ["yolo-path-elsewhere"], [p.line() for p in r.problems]
+    after = [(it.path.name, [(o.category, o.bbox) for o in it.objects]) for it in open_dataset(ds, "yolo").items()]
+    assert after == before and sum(len(a) for _, a in after) > 0
+    lbl = sorted((ds / "labels" / "train").glob("*.txt"))[0]
+    lbl.write_text("0.5 0.5 0.5 0.2 0.2\n")
+    hits = [p for p in validate(ds, "yolo").problems if p.kind == "yolo-columns"]
+    assert len(hits) == 1 and "class '0.5' is not a whole number" in hits[0].message
+
+
 def test_yolo_label_without_an_image(ds):
     (ds / "labels" / "train" / "999999.txt").write_text("0 0.5 0.5 0.2 0.2\n")
     _yolo_found(ds, "label-orphaned", "999999.txt")

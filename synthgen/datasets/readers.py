@@ -195,10 +195,19 @@ def text_lines(path: Path, what: str) -> list[str]:
         raise SynthgenError(f"{path}: not {what}: not UTF-8 text ({not_utf8(e)})") from None
 
 
+def yolo_class(word: str) -> int:
+    """A label line's class: a whole number, written as ultralytics reads it ("1" or "1.0": it
+    reads every column as a float and takes a class with no fraction); ValueError otherwise."""
+    value = float(word)
+    if not value.is_integer():
+        raise ValueError(f"class {word!r} is not a whole number")
+    return int(value)
+
+
 def parse_yolo_line(line: str, W: int, H: int) -> tuple[int, tuple[float, float, float, float], list[float] | None]:
     """(class, xyxy pixels, polygon in pixels or None); ValueError for a malformed line."""
     parts = line.split()
-    cls = int(parts[0])
+    cls = yolo_class(parts[0])
     vals = [float(v) for v in parts[1:]]
     if not all(math.isfinite(v) for v in vals):
         raise ValueError("a coordinate is not a finite number")

@@ -294,7 +294,7 @@ def _yolo(ds: YoloDataset, counts: dict[str, int], seen_image: Callable[[str, Pa
                     yield Problem(str(lbl), where, "yolo-columns", f"{line.strip()[:60]!r}: {e}")
                     continue
                 kinds.add("polygon" if poly else "box")
-                if not 0 <= cls < max(nc, 1) or float(parts[0]) != int(parts[0]):
+                if not 0 <= cls < max(nc, 1):
                     yield Problem(str(lbl), where, "category-id-unknown", f"class {parts[0]} is not one of the {nc} names")
                 if any(not 0.0 <= v <= 1.0 for v in vals):
                     yield Problem(str(lbl), where, "yolo-outside-0-1", "a coordinate lies outside [0, 1]")
