@@ -32,7 +32,10 @@ def expand_paths(base: Path, pattern: str, key: str) -> list[str]:
     if full.is_dir():
         files = [p for p in sorted(full.iterdir()) if p.suffix.lower() in IMAGE_EXTS]
     elif any(ch in pattern for ch in "*?["):
-        files = [Path(p) for p in sorted(glob.glob(str(full), recursive=True)) if Path(p).suffix.lower() in IMAGE_EXTS]
+        # the pattern is the entry's; the spec's own folder is taken as written ("proj [v2]/"
+        # would be a character class, and "bg/*.jpg" beside it matched nothing)
+        root = "" if Path(pattern).is_absolute() else glob.escape(str(base)) + os.sep
+        files = [Path(p) for p in sorted(glob.glob(root + pattern, recursive=True)) if Path(p).suffix.lower() in IMAGE_EXTS]
     elif full.is_file():
         files = [full]
     elif full.exists():  # a device, pipe or socket: reading one may never end

@@ -305,3 +305,25 @@ def test_torchvision_imported_after_rendering(tmp_path):
         "print('ok')\n")
     r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stderr[-2000:]
+
+
+def test_a_voc_image_found_by_its_stem_may_have_brackets_in_its_name(compositor_run, tmp_path):
+    """Where an annotation's <filename> is not in JPEGImages, the image is looked for by the
+    annotation's stem; "shot[1]" was a glob character class and the image was not found."""
+    import shutil
+
+    from synthgen.datasets import open_dataset
+
+    _, out = compositor_run
+    voc = tmp_path / "voc"
+    shutil.copytree(out / VOC, voc)
+    stem = sorted(p.stem for p in (voc / "Annotations").glob("*.xml"))[0]
+    img = next((voc / "JPEGImages").glob(f"{stem}.*"))
+    img.rename(voc / "JPEGImages" / f"shot[1]{img.suffix}")
+    xml = voc / "Annotations" / f"{stem}.xml"
+    xml.write_text(xml.read_text().replace(f"<filename>{img.name}</filename>", "<filename>lost.jpg</filename>"))
+    xml.rename(voc / "Annotations" / "shot[1].xml")
+    for lst in (voc / "ImageSets" / "Main").glob("*.txt"):
+        lst.write_text("".join(("shot[1]" if ln.split()[0] == stem else ln) + "\n" for ln in lst.read_text().splitlines()))
+    items = {it.image_id: it for it in open_dataset(voc, "voc").items()}
+    assert items["shot[1]"].path == voc / "JPEGImages" / f"shot[1]{img.suffix}"

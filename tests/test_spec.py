@@ -121,6 +121,24 @@ def test_paths_are_relative_to_the_spec_file(assets, tmp_path, monkeypatch):
     assert gen[0].image.shape == (96, 128, 3)
 
 
+@pytest.mark.parametrize("folder", ["proj [v2]", "a*b?c"])
+def test_a_pattern_beside_a_spec_in_a_folder_whose_name_looks_like_a_pattern(assets, tmp_path, folder):
+    """The spec's folder was part of the glob: beside a spec in "proj [v2]/", "bg/*.png" matched
+    nothing ([v2] read as a character class)."""
+    import shutil
+
+    from synthgen import Generator
+
+    home = tmp_path / folder
+    shutil.copytree(assets, home)
+    raw = base_spec(home)
+    raw["backgrounds"]["paths"] = ["bg/*.png"]
+    raw["classes"] = {"ring": {"source": "ring/*.png"}}
+    g = Generator(load_spec(write_spec(home / "spec.yaml", raw)))
+    want = sorted(p.name for p in (home / "bg").glob("*.png"))
+    assert want and sorted(b.rsplit("/", 1)[-1] for b in g.library.backgrounds) == want
+
+
 def test_missing_asset_names_key_and_path(assets, tmp_path):
     raw = base_spec(assets)
     raw["classes"]["ring"]["source"] = str(tmp_path / "nope")

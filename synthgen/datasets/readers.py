@@ -17,6 +17,7 @@ cutouts or meshes, blend modes) to ``Item.meta``.
 
 from __future__ import annotations
 
+import glob
 import json
 import math
 import os
@@ -372,7 +373,7 @@ class VocDataset(DiskDataset):
                 file, W, H, objs = read_voc_xml(self.root / "Annotations" / f"{stem}.xml")
                 img = self.root / "JPEGImages" / (file or f"{stem}.jpg")
                 if not img.exists():
-                    hits = sorted((self.root / "JPEGImages").glob(f"{stem}.*"))
+                    hits = sorted((self.root / "JPEGImages").glob(f"{glob.escape(stem)}.*"))
                     img = hits[0] if hits else img
                 meta = self.manifest.get(f"images/{s}/{img.name}", {}) if self.manifest else {}
                 yield Item(s, img, int(stem) if stem.isdigit() else stem, W, H, objs, meta)
