@@ -181,6 +181,13 @@ def read_image(path: str | Path, mode: str = "RGB") -> np.ndarray:
         raise SpecError(f"{name}: cannot be decoded: truncated or corrupt ({e})") from None
 
 
+def pixels_as(im: Image.Image, mode: str) -> np.ndarray:
+    """The pixels of a loaded Pillow image in ``mode`` ("RGB", "RGBA" or "L"), converted as
+    ``read_image`` converts (16-bit and float grey scaled to 8 bits, CMYK and palettes
+    converted); ``im`` is closed."""
+    return _as_array(im, mode)
+
+
 def _as_array(im: Image.Image, mode: str) -> np.ndarray:
     """The pixels of loaded image ``im`` in ``mode``, a writable array of our own; ``im`` is
     closed. A big photo is held about twice at once, not five times: no copy where nothing is

@@ -582,3 +582,34 @@ def test_a_flat_mesh_is_planned_without_numpy_warnings(shared, open_meshes):
         warnings.simplefilter("error")
         g = Generator(spec_from_dict(raw))
         assert any(g[i].annotations for i in range(3))
+
+
+@pytest.mark.parametrize("kind", ["cmyk", "la", "1-bit", "grey16", "float"])
+def test_a_texture_in_any_pixel_format_draws_as_its_rgb(shared, tmp_path, kind):
+    """pyrender takes a 4-band image as RGBA: a CMYK JPEG texture was drawn with its black
+    channel as alpha, see-through, while the labels took the duck whole. An LA or 1-bit texture
+    stopped the run, a float one drew black. Each now draws exactly as the same texture
+    converted to RGB(A) beforehand, as read_image converts any image."""
+    from PIL import Image
+
+    from synthgen.sources import read_image
+
+    base = Image.open(shared / "meshes" / "duck" / "duckCM.png").convert("RGB")
+    grey = np.asarray(base.convert("L"))
+    odd, ext, alpha = {"cmyk": (base.convert("CMYK"), "jpg", False), "la": (base.convert("LA"), "png", True),
+                       "1-bit": (base.convert("1"), "png", False),
+                       "grey16": (Image.fromarray(grey.astype(np.uint16) * 257), "png", False),
+                       "float": (Image.fromarray(grey.astype(np.float32)), "tif", False)}[kind]
+    (tmp_path / "odd").mkdir()
+    (tmp_path / "ref").mkdir()
+    odd_obj = _duck_copy(shared, tmp_path / "odd", f"map_Kd duckCM.{ext}")
+    odd.save(odd_obj.parent / f"duckCM.{ext}")
+    ref_obj = _duck_copy(shared, tmp_path / "ref", "map_Kd duckCM.png")
+    Image.fromarray(read_image(odd_obj.parent / f"duckCM.{ext}", "RGBA" if alpha else "RGB")).save(ref_obj.parent / "duckCM.png")
+    raw = _spec(shared, background={"modes": {"color": 1}}, distractors={"count": 0})
+    raw["output"]["size"] = [160, 120]
+    got, want = _images_of(raw, odd_obj, 2), _images_of(raw, ref_obj, 2)
+    assert any(s.annotations for s in want)
+    for s, r in zip(got, want):
+        np.testing.assert_array_equal(s.image, r.image)
+        assert [a.bbox for a in s.annotations] == [a.bbox for a in r.annotations]

@@ -269,6 +269,23 @@ def _lost_gltf_textures(path: Path, loaded) -> str:
     return ", ".join(dict.fromkeys(kinds))
 
 
+def _plain_images(loaded) -> None:
+    """Every material image as 8-bit RGB, or RGBA where it has alpha: pyrender takes a 4-band
+    image as RGBA, so a CMYK texture (a JPEG from print software) was drawn with its black
+    channel as alpha, see-through, while the labels took the object whole; a 2-band LA or a
+    1-bit texture stopped the run ('Cannot reformat 2-channel texture', 'Invalid type'), and a
+    16-bit or float one drew dark. Converted as every image synthgen reads (``read_image``)."""
+    from PIL import Image
+
+    from ..sources import pixels_as
+
+    for mat, attr, img in _material_images(loaded):
+        if img.mode in ("RGB", "RGBA"):
+            continue
+        alpha = "A" in img.getbands() or "transparency" in img.info
+        setattr(mat, attr, Image.fromarray(pixels_as(img, "RGBA" if alpha else "RGB")))
+
+
 def _make_opaque(loaded) -> list[str]:
     """Alpha set to 1 everywhere pyrender would blend the mesh with what lies behind it (see
     the module); what was see-through, for the warning."""
@@ -359,6 +376,7 @@ def load_mesh(path: Path, size: float | None, scale: float | None, up_axis: str 
         warn_once(f"{name}: a texture in its material cannot be decoded; the mesh renders untextured")
     elif not unreadable and not resolver.missing and (lost := _lost_gltf_textures(path, loaded)):
         warn_once(f"{name}: its base colour texture ({lost}) cannot be decoded; the mesh renders untextured")
+    _plain_images(loaded)
     see_through = _make_opaque(loaded)
     if see_through:
         warn_once(f"{name}: its material is partly transparent ({', '.join(see_through)}); synthgen draws objects "
