@@ -341,6 +341,40 @@ def _fit_textures(mesh) -> list[tuple[int, int, int, int]]:
     return scaled
 
 
+class _TrimeshLog:
+    """What trimesh logs at warning level while a file loads, kept (``lines``) instead of
+    printed into the run's output. ``replay()`` logs the lines again, as trimesh would have,
+    where synthgen does not turn them into its own message."""
+
+    def __enter__(self) -> "_TrimeshLog":
+        import logging
+
+        self.records: list[logging.LogRecord] = []
+        outer = self
+
+        class Keep(logging.Handler):
+            def emit(self, record: logging.LogRecord) -> None:
+                outer.records.append(record)
+
+        self.log = logging.getLogger("trimesh")
+        self.keep, self.propagate = Keep(logging.WARNING), self.log.propagate
+        self.log.addHandler(self.keep)
+        self.log.propagate = False
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.log.removeHandler(self.keep)
+        self.log.propagate = self.propagate
+
+    @property
+    def lines(self) -> list[str]:
+        return [r.getMessage() for r in self.records]
+
+    def replay(self) -> None:
+        for record in self.records:
+            self.log.handle(record)
+
+
 def load_mesh(path: Path, size: float | None, scale: float | None, up_axis: str | None = None):
     """A single trimesh.Trimesh, z-up, in metres, centred on its bounding box (textures kept)."""
     import trimesh
@@ -361,9 +395,13 @@ def load_mesh(path: Path, size: float | None, scale: float | None, up_axis: str 
         resolver = _resolver(path)
         from PIL import Image
 
-        with warnings.catch_warnings():  # Pillow's, on a big texture: drawn as any other
+        with warnings.catch_warnings(), _TrimeshLog() as said:  # Pillow's, on a big texture: drawn as any other
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             loaded = trimesh.load(str(path), force=None, process=False, resolver=resolver)
+        if any("draco" in line.lower() and "didn't decode" in line for line in said.lines):
+            # trimesh decodes Draco with DracoPy and leaves zeros where it could not
+            raise SpecError(f"{name}: its Draco-compressed geometry (KHR_draco_mesh_compression) cannot be decoded")
+        said.replay()
     except SpecError:
         raise
     except Exception as e:  # noqa: BLE001 - trimesh raises many types for bad files
