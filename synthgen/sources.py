@@ -168,7 +168,7 @@ def read_image(path: str | Path, mode: str = "RGB") -> np.ndarray:
                 raise _too_large(name, w * h, f"{w}x{h}")
             im.load()
             ImageOps.exif_transpose(im, in_place=True)  # no copy of the pixels where none is turned
-            return _as_array(im, mode)
+            return pixels_as(im, mode)
     except SpecError:
         raise
     except UnidentifiedImageError:
@@ -182,15 +182,9 @@ def read_image(path: str | Path, mode: str = "RGB") -> np.ndarray:
 
 
 def pixels_as(im: Image.Image, mode: str) -> np.ndarray:
-    """The pixels of a loaded Pillow image in ``mode`` ("RGB", "RGBA" or "L"), converted as
-    ``read_image`` converts (16-bit and float grey scaled to 8 bits, CMYK and palettes
-    converted); ``im`` is closed."""
-    return _as_array(im, mode)
-
-
-def _as_array(im: Image.Image, mode: str) -> np.ndarray:
-    """The pixels of loaded image ``im`` in ``mode``, a writable array of our own; ``im`` is
-    closed. A big photo is held about twice at once, not five times: no copy where nothing is
+    """The pixels of loaded image ``im`` in ``mode`` ("RGB", "RGBA" or "L"), a writable array of
+    our own, converted as every image synthgen reads (16-bit and float grey scaled to 8 bits,
+    CMYK and palettes converted); ``im`` is closed. A big photo is held about twice at once, not five times: no copy where nothing is
     converted, the decoded image let go as soon as it is converted, and the pixels taken out in
     strips (``np.array`` of a whole image holds its bytes twice over besides)."""
     out = im

@@ -12,7 +12,6 @@ not asked for.
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections import Counter
 from pathlib import Path
@@ -22,6 +21,7 @@ import cv2
 import numpy as np
 
 from ..errors import SpecError, SynthgenError
+from ..runs.files import write_atomic
 from ..sources import read_image
 
 
@@ -127,7 +127,7 @@ def extract_bank(
             target = out / rel
             if root not in target.resolve().parents:  # cannot happen with sanitised parts; never write outside
                 raise SynthgenError(f"{rel}: would lie outside --out {out}")
-            _write_atomic(target, cv2.imencode(".png", cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGRA))[1].tobytes())
+            write_atomic(target, cv2.imencode(".png", cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGRA))[1].tobytes())
             cutouts.append({"file": rel, "class": name, "image": info["file_name"], "annotation_id": ann.get("id"), "area": area})
     index = {
         "source": str(coco_json),
@@ -136,7 +136,7 @@ def extract_bank(
         "skipped": dict(skipped),
         "cutouts": cutouts,
     }
-    _write_atomic(out / "index.json", (json.dumps(index, indent=1) + "\n").encode())
+    write_atomic(out / "index.json", (json.dumps(index, indent=1) + "\n").encode())
     return index
 
 
@@ -175,14 +175,3 @@ def _check_masks(coco, coco_json: Path, images_dir: Path, ids: list, names: dict
                                 f"its image {info['width']}x{info['height']}")
     if problems:
         raise SynthgenError("\n".join(problems[:20]))
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise

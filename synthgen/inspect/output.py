@@ -7,12 +7,12 @@ when it carries synthgen's mark (a PNG text chunk, a generator meta tag)."""
 
 from __future__ import annotations
 
-import os
 import struct
 import zlib
 from pathlib import Path
 
 from ..errors import SynthgenError
+from ..runs.files import write_atomic
 
 PNG_MARK = ("Software", "synthgen show")  # a tEXt chunk of every picture show writes
 HTML_MARK = "<meta name='generator' content='synthgen report'>"
@@ -69,11 +69,8 @@ def marked_png(png: bytes) -> bytes:
 
 
 def write_output(path: Path, data: bytes, flag: str = "--out") -> None:
-    """``data`` to ``path`` atomically (a file beside it, then renamed over it)."""
+    """``data`` to ``path`` atomically (``runs.files.write_atomic``), a failure one line."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
+        write_atomic(path, data)
     except OSError as e:
         raise SynthgenError(f"{flag} {path}: cannot write: {e.strerror or e}") from None

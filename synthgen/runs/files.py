@@ -24,6 +24,20 @@ OUTPUT_FILES = ("manifest.jsonl", "dataset.json", "data.yaml")
 ASSEMBLED = "assembled.txt"  # in META: the whole-dataset files written when the run finished
 
 
+def write_atomic(path: Path, data: bytes) -> None:
+    """One file written atomically outside a run's folder (a cutout bank, a picture, a
+    report): to a temporary name beside it, then renamed into place; the temporary file is
+    removed if the write fails."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 class OutputFolder:
     """OUT as a run writes it. One per process; safe to use from several processes at once."""
 
