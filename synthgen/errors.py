@@ -1,5 +1,7 @@
 """The one exception type users see for bad input."""
 
+import re
+
 
 class SynthgenError(Exception):
     """Base class for every error synthgen raises on purpose."""
@@ -20,8 +22,22 @@ class SpecError(SynthgenError):
 
 def printable(text: str) -> str:
     """``text`` with control and line-breaking characters escaped, so that one problem stays on
-    one line whatever names a user's files and keys have."""
-    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
+    one line whatever names a user's files and keys have; a byte of a file name that is not
+    UTF-8 (which Python holds as a lone surrogate) is shown as the byte, ``\\xff``."""
+    return "".join(ch if ch.isprintable() else _escaped(ch) for ch in text)
+
+
+def _escaped(ch: str) -> str:
+    if "\udc80" <= ch <= "\udcff":
+        return f"\\x{ord(ch) - 0xDC00:02x}"
+    return ascii(ch)[1:-1]
+
+
+def unicode_text(text: str) -> str:
+    """``text`` with the bytes of non-UTF-8 file names shown as ``\\xff`` and any other lone
+    surrogate as ``\\ud83d``, so it can be written as UTF-8 (an HTML page) or drawn (OpenCV ends
+    the process on a surrogate); everything else kept as it is."""
+    return re.sub("[\ud800-\udfff]", lambda m: _escaped(m[0]), text)
 
 
 def problem_lines(message: str) -> list[str]:

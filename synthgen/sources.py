@@ -44,9 +44,23 @@ def expand_paths(base: Path, pattern: str, key: str) -> list[str]:
         raise SpecError(f"{key}: {pattern!r} does not exist (looked for {shown(full)})")
     if not files:
         raise SpecError(f"{key}: {pattern!r} matches no image files ({', '.join(IMAGE_EXTS)}) in {shown(full)}")
-    if Path(pattern).is_absolute():
-        return [str(p) for p in files]
-    return [os.path.relpath(p, base) for p in files]
+    names = [str(p) for p in files] if Path(pattern).is_absolute() else [os.path.relpath(p, base) for p in files]
+    # a name of bytes that are not UTF-8 cannot be written into the UTF-8 JSON that names each
+    # label's source (Python would write a lone surrogate, which strict JSON readers refuse)
+    odd = [n for n in names if not _is_utf8(n)]
+    if odd:
+        more = f" (and {len(odd) - 1} more)" if len(odd) > 1 else ""
+        raise SpecError(f"{key}: {shown(base / odd[0])}{more}: the file name is not UTF-8 text, and labels name their "
+                        "sources in UTF-8: rename the file")
+    return names
+
+
+def _is_utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 MAX_PIXELS = 1 << 28  # 268 megapixels: the limit where a program has turned Pillow's off

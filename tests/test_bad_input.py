@@ -284,6 +284,19 @@ def case_truncated_cutout(tmp):
 
 
 @_case
+def case_cutout_named_in_bytes_that_are_not_utf8(tmp):
+    raw = _spec(tmp)
+    ring = tmp / "assets" / "ring"
+    (Path(os.fsdecode(os.fsencode(ring) + b"/caf\xe9.png"))).write_bytes((ring / "ring.png").read_bytes())  # Latin-1
+    return _gen(tmp, raw)
+
+
+@_case
+def case_background_named_in_bytes_that_are_not_utf8(tmp):
+    return _bad_background(tmp, os.fsdecode(b"x\xff.jpg"), _jpeg())
+
+
+@_case
 def case_mask_not_an_image(tmp):
     raw = _spec(tmp)
     (tmp / "assets" / "bar" / "bar.pbm").write_text("P1 oops")
@@ -501,6 +514,44 @@ def test_a_file_named_with_control_characters_is_still_one_line(tmp_path):
     errors = [line for line in r.output.splitlines() if line.strip()]
     assert len(errors) == 2 and all(line.startswith("error: backgrounds.paths: ") for line in errors), r.output
     assert "new\\nline.jpg: cannot be decoded" in errors[0] and "tab\\tand\\x1bescape.jpg: cannot be decoded" in errors[1], r.output
+
+
+def test_a_file_named_in_bytes_that_are_not_utf8_is_named_and_refused(tmp_path):
+    """Python holds such a name with lone surrogates, which the manifest's JSON would carry and
+    strict JSON readers refuse; the error shows the bytes as they are (``\\xe9``)."""
+    raw = _spec(tmp_path)
+    for name in (b"caf\xe9.png", b"na\xefve.png"):
+        (Path(os.fsdecode(os.fsencode(tmp_path / "assets" / "ring") + b"/" + name))).write_bytes(
+            (tmp_path / "assets" / "ring" / "ring.png").read_bytes())
+    for cmd in ("generate", "check"):
+        args = _gen(tmp_path, raw)
+        r = runner.invoke(app, args if cmd == "generate" else ["check", args[1]])
+        lines = [line for line in r.output.splitlines() if line.strip()]
+        assert r.exit_code == 2 and len(lines) == 1, r.output
+        assert lines[0].startswith("error: classes.ring.source.0: ") and "caf\\xe9.png (and 1 more): the file name is not UTF-8" in lines[0], r.output
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("name", ["caf\\udce9", "a\\uffff", "\\ud83d"])
+def test_a_class_name_that_is_no_character_is_refused(tmp_path, name):
+    """YAML reads "\\udce9" (a lone surrogate) and "\\uffff" into a name that UTF-8 and XML 1.0
+    have no place for: the COCO file got the escape, the VOC XML could not be written."""
+    raw = _spec(tmp_path)
+    raw["classes"] = {"NAME": raw["classes"]["ring"]}
+    args = _gen(tmp_path, raw)
+    spec = Path(args[1])
+    spec.write_text(spec.read_text().replace("NAME", f'"{name}"'))
+    r = runner.invoke(app, args + ["--set", "output.formats=[coco,yolo,voc]"])
+    lines = [line for line in r.output.splitlines() if line.strip()]
+    assert r.exit_code == 2 and len(lines) == 1 and "is not a character" in lines[0], r.output
+    assert "spec.yaml:" in lines[0] if "\\ud" in name else "classes: class name" in lines[0], r.output
+    assert not (tmp_path / "out").exists()
+    from synthgen.errors import SpecError
+    from synthgen.spec import spec_from_dict
+
+    raw["classes"] = {name.encode().decode("unicode_escape"): raw["classes"]["NAME"]}  # from Python, not YAML
+    with pytest.raises(SpecError, match="is not a character"):
+        spec_from_dict(raw)
 
 
 def test_corpus_is_large():

@@ -22,6 +22,7 @@ from typer.testing import CliRunner
 
 from synthgen import Generator
 from synthgen.cli import app
+from synthgen.datasets import open_dataset
 from synthgen.datasets.jsonstream import check_nesting
 from synthgen.datasets.model import decode_segmentation
 from synthgen.errors import SynthgenError
@@ -409,3 +410,78 @@ def test_a_named_pipe_as_a_datasets_own_file_is_named_not_read(clean, tmp_path, 
             (cmd[0] == "validate" and f"{f.name} does not exist" in out)
         assert r.returncode in (1, 2) and named, (cmd[0], r.returncode, out)
         assert "Traceback" not in out and "unexpected" not in out, out
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 5, 64, 1 << 16])
+def test_surrogate_escapes_are_found_wherever_reads_split_them(tmp_path, chunk):
+    """``check_nesting`` also says whether a file holds a lone low surrogate escape (``\\udce9``,
+    read then with ijson's Python backend); a whole pair ijson's C backend reads, and an escaped
+    backslash before "udce9" is no escape."""
+    f = tmp_path / "s.json"
+    for text, found in (('{"a": "caf\\udce9"}', True), ('{"a": "\\ud83d\\ude00 \\uD83D\\uDE00"}', False),
+                        ('{"a": "x\\\\udce9"}', False), ('{"a": "\\\\\\uDCE9"}', True), ('{"a": "plain \\u00e9"}', False),
+                        ('{"a": "\\ud83d\\ude00\\udce9"}', True), ('{"a": "\\ud83dx\\ude00"}', True),
+                        ('{"a": "x\\ud83d"}', True), ('{"a": "\\ud83d\\ud83d\\ude00"}', True), ('{"\\ud83d": 1}', True)):
+        f.write_text(text)
+        assert check_nesting(f, chunk=chunk) is found, (text, chunk)
+
+
+def _bytes_name(folder: Path, name: bytes) -> Path:
+    return Path(os.fsdecode(os.fsencode(folder) + b"/" + name))
+
+
+def _show(ds: Path, out: Path, *flags: str) -> subprocess.CompletedProcess:
+    # in a process of its own: OpenCV ended the whole process (SIGSEGV) on such a name
+    return subprocess.run([sys.executable, "-c", "from synthgen.cli import main; main()", "show", str(ds), *flags,
+                           "-o", str(out)], capture_output=True, text=True, timeout=300)
+
+
+def test_names_in_bytes_that_are_not_utf8(clean, tmp_path):
+    """A COCO file written by Python's json.dump from files named in Latin-1 holds lone
+    surrogates (``"caf\\udce9.jpg"``): json and pycocotools read it, and so must synthgen (ijson's
+    C backend could not: "not UTF-8 text"). A YOLO dataset's files may be so named too. show,
+    report and validate read both; names are shown with the byte as ``\\xe9``."""
+    from pycocotools.coco import COCO
+
+    coco = tmp_path / "coco"
+    shutil.copytree(clean, coco)
+    f = coco / "annotations" / "instances_train.json"
+    data = json.loads(f.read_text())
+    first = data["images"][0]
+    (coco / "images" / "train" / first["file_name"]).rename(_bytes_name(coco / "images" / "train", b"caf\xe9.jpg"))
+    first["file_name"] = os.fsdecode(b"caf\xe9.jpg")
+    data["categories"][0]["name"] = os.fsdecode(b"caf\xe9")
+    f.write_text(json.dumps(data))  # as json.dump writes them: "\udce9"
+    assert "\\udce9" in f.read_text()
+    assert len(COCO(str(f)).getImgIds()) == len(data["images"])
+
+    yolo = tmp_path / "yolo"
+    shutil.copytree(clean, yolo)
+    (yolo / "data.yaml").write_text((yolo / "data.yaml").read_text().replace(str(clean), str(yolo)))
+    for sub, ext in (("images", ".jpg"), ("labels", ".txt")):
+        folder = yolo / sub / "train"
+        sorted(folder.glob(f"*{ext}"))[0].rename(_bytes_name(folder, b"x\xff" + ext.encode()))
+
+    for ds, fmt in ((f, "coco"), (yolo / "data.yaml", "yolo")):
+        r = runner.invoke(app, ["validate", str(ds), "--no-duplicates"])
+        assert r.exit_code == 0 and "4 images" in r.output, r.output
+        page = tmp_path / f"{fmt}.html"
+        r = runner.invoke(app, ["report", str(ds), "--out", str(page)])
+        assert r.exit_code == 0, r.output
+        text = page.read_text(encoding="utf-8")
+        assert "\\udc" not in text and "\\ud" not in text.lower().replace("\\ud8", ""), fmt
+        assert ("caf\\xe9" if fmt == "coco" else "x\\xff.jpg") in text
+        p = _show(ds, tmp_path / f"{fmt}.png", "--index", "0")
+        assert p.returncode == 0, (fmt, p.returncode, p.stderr)
+    r = runner.invoke(app, ["show", str(f), "--index", "0", "-o", str(tmp_path / "again.png")])
+    assert r.exit_code == 0, r.output
+
+    # half of a pair alone: ijson's C backend read it as "?", so a class had two names
+    data["categories"][0]["name"] = "x\ud83d"
+    f.write_text(json.dumps(data))
+    ds = open_dataset(f)
+    assert ds.categories[0] == "x\ud83d" and {o.category for item in ds.items() for o in item.objects} <= set(ds.categories)
+    r = runner.invoke(app, ["report", str(f), "--out", str(tmp_path / "high.html")])
+    assert r.exit_code == 0 and f"{len(data['categories'])} classes" in r.output and "x\\ud83d" in (tmp_path / "high.html").read_text(), r.output
+    p = _show(f, tmp_path / "high.png", "--index", "0")
+    assert p.returncode == 0, p.stderr

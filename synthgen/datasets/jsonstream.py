@@ -5,11 +5,17 @@ ijson keeps the path to the current value as a string for every level of nesting
 memory grows with the square of the depth: 200 KB of ``[[[[...]]]]`` (100,000 levels) took
 more than 24 GiB and the kernel killed the process. ``check_nesting`` reads a file once before
 ijson does and refuses one nested deeper than any COCO file is (``MAX_DEPTH``).
+
+ijson's C backend cannot read a ``\\udce9`` escape that stands alone (a lone surrogate), which
+is how Python's ``json.dump`` writes a file name that is not UTF-8; ``json`` and pycocotools read
+it. A file with such escapes is read with ijson's Python backend (about 15 times slower, the
+same items).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import stat
 from pathlib import Path
 from typing import Any, Iterator
@@ -25,32 +31,45 @@ segmentation, polygon, number)."""
 _STRUCTURE = b'[]{}"'
 _OTHERS = bytes(c for c in range(256) if c not in _STRUCTURE)
 _SAME = bytes(range(256))
+_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+_HIGH = re.compile(rb"\\u[dD][89abAB][0-9a-fA-F]{2}")
+_LOW = re.compile(rb"\\u[dD][c-fC-F][0-9a-fA-F]{2}")
 _OPEN, _CLOSE = np.zeros(256, np.int8), np.zeros(256, np.int8)
 _OPEN[[ord("["), ord("{")]] = 1
 _CLOSE[[ord("]"), ord("}")]] = 1
 
 
-def check_nesting(path: Path, limit: int = MAX_DEPTH, chunk: int = 1 << 16) -> None:
-    """Raise a ``SynthgenError`` naming ``path`` when its JSON nests deeper than ``limit``.
+def check_nesting(path: Path, limit: int = MAX_DEPTH, chunk: int = 1 << 16) -> bool:
+    """Raise a ``SynthgenError`` naming ``path`` when its JSON nests deeper than ``limit``;
+    return whether it holds half of a surrogate pair alone (``\\udce9``), which ijson's C backend
+    cannot read, or reads as "?" (a whole pair it reads).
 
     Brackets inside strings do not count (an RLE's counts hold ``[`` and ``]``). Escapes are
     dropped first (``\\\\`` then ``\\"``, as a JSON reader takes them, left to right), then every
     byte but brackets and quotes, so the scan in numpy sees a few percent of the file: about
     0.4 s for 60 MB here, half of what ijson itself takes.
     """
-    depth, in_string, held = 0, False, b""
+    depth, in_string, held, surrogates = 0, False, b"", False
+    context = pending = b""
     try:
         with open(path, "rb") as f:
             while True:
                 data = f.read(chunk)
                 if not data:
-                    return
+                    return surrogates or _lone_surrogate(context + pending, len(context), len(context) + len(pending))
                 data = held + data
                 # a run of backslashes at the end may escape the next chunk's first byte
                 kept = len(data.rstrip(b"\\"))
                 data, held = data[:kept], data[kept:]
                 if b"\\" in data:
                     data = data.replace(b"\\\\", b"").replace(b'\\"', b"")
+                # what is left of "\\ud83d" begins an escape; the last 11 bytes wait for the next read
+                # (a pair's other half may be there), with the 6 before them (a low half's high one)
+                if not surrogates:
+                    window = context + pending + data
+                    stop = max(len(context), len(window) - 11)
+                    surrogates = _lone_surrogate(window, len(context), stop)
+                    context, pending = window[max(0, stop - 6):stop], window[stop:]
                 marks = np.frombuffer(data.translate(_SAME, _OTHERS), np.uint8)
                 if not len(marks):
                     continue
@@ -63,6 +82,24 @@ def check_nesting(path: Path, limit: int = MAX_DEPTH, chunk: int = 1 << 16) -> N
                 depth, in_string = int(levels[-1]), bool(inside[-1])
     except OSError as e:
         raise SynthgenError(f"{path}: cannot be read ({e.strerror or e})") from None
+
+
+def _lone_surrogate(window: bytes, start: int, stop: int) -> bool:
+    """Whether a surrogate escape that begins in ``window[start:stop]`` is half of a pair alone:
+    a high one (``\\ud83d``) not followed by a low one, or a low one (``\\ude00``, ``\\udce9``)
+    not after a high one. ``window`` holds the 6 bytes before ``start`` and 11 after ``stop``."""
+    if b"\\ud" not in window and b"\\uD" not in window:
+        return False
+    for m in _SURROGATE.finditer(window, start):
+        p = m.start()
+        if p >= stop:
+            break
+        if window[p + 3] in b"89abAB":
+            if not _LOW.fullmatch(window, p + 6, p + 12):
+                return True
+        elif p < 6 or not _HIGH.fullmatch(window, p - 6, p):
+            return True
+    return False
 
 
 def not_utf8(e: UnicodeDecodeError) -> str:
@@ -90,7 +127,7 @@ def json_error(e: Exception) -> str:
     return f"{what}, near {' '.join(lines[1:])[:60]!r}" if len(lines) > 1 else what
 
 
-_CHECKED: set[tuple[str, int, int]] = set()  # (path, size, mtime) of files check_nesting passed
+_CHECKED: dict[tuple[str, int, int], bool] = {}  # (path, size, mtime) of files check_nesting passed: surrogates?
 
 
 def not_a_pipe(path: Path, what: str) -> None:
@@ -104,7 +141,8 @@ def not_a_pipe(path: Path, what: str) -> None:
         raise SynthgenError(f"{path}: is not a file (a device, pipe or socket), not {what}")
 
 
-def _checked_once(path: Path) -> None:
+def _checked_once(path: Path):
+    """ijson's backend for ``path``, once its nesting is checked (once per version of the file)."""
     not_a_pipe(path, "a COCO file")
     try:
         st = path.stat()
@@ -112,8 +150,10 @@ def _checked_once(path: Path) -> None:
         raise SynthgenError(f"{path}: cannot be read ({e.strerror or e})") from None
     key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
     if key not in _CHECKED:
-        check_nesting(path)
-        _CHECKED.add(key)
+        _CHECKED[key] = check_nesting(path)
+    import ijson
+
+    return ijson.get_backend("python") if _CHECKED[key] else ijson
 
 
 def read_json(path: Path, what: str) -> Any:
@@ -133,11 +173,14 @@ def stream_items(path: Path, prefix: str) -> Iterator[Any]:
     version of the file."""
     import ijson
 
-    _checked_once(path)
+    backend = _checked_once(path)
     try:
         with open(path, "rb") as f:
-            yield from ijson.items(f, prefix, use_float=True)
-    except (OSError, ijson.JSONError, UnicodeDecodeError) as e:
+            yield from backend.items(f, prefix, use_float=True)
+    except UnicodeDecodeError as e:  # ijson decodes each string on its own: say which
+        raise SynthgenError(f"{path}: not a readable COCO file (a string in it is not UTF-8 text: "
+                            f"{e.object[max(0, e.start - 24):e.start + 24]!r})") from None
+    except (OSError, ijson.JSONError) as e:
         raise SynthgenError(f"{path}: not a readable COCO file ({json_error(e)})") from None
 
 
@@ -146,12 +189,15 @@ def top_level_type(path: Path, key: str) -> str | None:
     when it has no such key: what a stream of ``key.item`` that gave nothing was reading."""
     import ijson
 
-    _checked_once(path)
+    backend = _checked_once(path)
     try:
         with open(path, "rb") as f:
-            for prefix, event, _ in ijson.parse(f):
+            for prefix, event, _ in backend.parse(f):
                 if prefix == key:
                     return {"start_array": "array", "start_map": "map"}.get(event, event)
-    except (OSError, ijson.JSONError, UnicodeDecodeError) as e:
+    except UnicodeDecodeError as e:  # ijson decodes each string on its own: say which
+        raise SynthgenError(f"{path}: not a readable COCO file (a string in it is not UTF-8 text: "
+                            f"{e.object[max(0, e.start - 24):e.start + 24]!r})") from None
+    except (OSError, ijson.JSONError) as e:
         raise SynthgenError(f"{path}: not a readable COCO file ({json_error(e)})") from None
     return None

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from ..errors import unicode_text
 from ..sample import Sample
 
 
@@ -65,7 +66,7 @@ def draw_objects(image: np.ndarray, objs: list[Drawn], masks: bool = True, mask_
         x0, y0, x1, y1 = (min(max(v, -1e6), 1e6) for v in o.bbox)
         # the box encloses pixels x0..x1-1: draw on its outermost pixels
         cv2.rectangle(out, (int(x0), int(y0)), (int(x1) - 1, int(y1) - 1), color, 2)
-        text = o.name
+        text = unicode_text(o.name)  # OpenCV crashes (SIGSEGV) on a lone surrogate, a name's non-UTF-8 byte
         if o.visibility is not None:
             text += f" {o.visibility:.0%}"
         if o.truncation:
@@ -86,7 +87,8 @@ def draw_item(item, categories: list[str], masks: bool = True) -> np.ndarray:
     H, W = image.shape[:2]
     objs = []
     for o in item.objects:
-        idx = categories.index(o.category) if o.category in categories else len(categories)
+        name = o.category if o.category in categories else unicode_text(o.category)  # as a report's table shows it
+        idx = categories.index(name) if name in categories else len(categories)
         m = o.mask(H, W) if masks else None
         objs.append(Drawn(o.category, idx, o.bbox, m, o.visibility, o.truncation, o.keypoints))
     return draw_objects(image, objs, masks)

@@ -20,6 +20,7 @@ import numpy as np
 
 from ..datasets import open_dataset
 from ..datasets.model import DiskDataset
+from ..errors import unicode_text
 from .draw import draw_item, palette
 from .output import HTML_MARK, check_output, write_output
 from .stats import Finding, Gap, Table, audit, collect, compare
@@ -51,7 +52,7 @@ def build_report(path: str | Path, out: str | Path, real: str | Path | None = No
     if rt is not None:
         warnings += [f"{g.what} differs most from the real data ({g.measure} {g.distance:.3f})" for g in gaps[:3] if g.scale >= 0.25]
     page = _page(ds, syn, rt, findings, gaps, warnings, charts, thumbs)
-    write_output(out, page.encode("utf-8"))
+    write_output(out, unicode_text(page).encode("utf-8"))
     return {"images": syn.images, "instances": int(len(syn.cls)), "classes": syn.categories, "warnings": warnings,
             "gaps": [{"what": g.what, "distance": g.distance, "measure": g.measure} for g in gaps]}
 
@@ -92,7 +93,7 @@ def _gallery(ds: DiskDataset, t: Table, k: int, tick: Callable[[int], None] | No
             out.append({"error": f"{item.path}: {e}", "classes": []})
             continue
         out.append({"thumb": _jpeg(pic, THUMB), "full": _jpeg(pic, FULL), "name": item.path.name, "split": item.split,
-                    "classes": sorted({o.category for o in item.objects}), "n": len(item.objects)})
+                    "classes": sorted({unicode_text(o.category) for o in item.objects}), "n": len(item.objects)})
         if tick:
             tick(len(out))
     return out

@@ -14,7 +14,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..datasets.model import DiskDataset
-from ..errors import SynthgenError
+from ..errors import SynthgenError, unicode_text
 
 
 @dataclass
@@ -82,6 +82,8 @@ def collect(ds: DiskDataset, name: str, progress: Callable[[int], None] | None =
         if progress:
             progress(i + 1)
     arr = {k: np.asarray(v, float if k not in ("cls", "image") else int) for k, v in rows.items()}
+    # names are shown, in charts and in a UTF-8 page: a file name's non-UTF-8 bytes as \xff
+    cats, backgrounds, assets = ([unicode_text(v) if isinstance(v, str) else v for v in seq] for seq in (cats, backgrounds, assets))
     return Table(name, cats, arr["cls"], arr["size"], arr["aspect"], arr["cx"], arr["cy"], arr["vis"], arr["trunc"],
                  arr["image"], np.asarray(per_image, int), splits, backgrounds, assets, blends, len(per_image))
 

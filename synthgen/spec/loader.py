@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import re
 import types
 import typing
 from pathlib import Path
@@ -122,6 +123,10 @@ def _measure(node: yaml.Node, name: str, sizes: dict[int, int], active: set[int]
         children = list(node.value)
     else:
         children = []
+        odd = re.search("[\ud800-\udfff]", node.value)
+        if odd:  # an escape such as "\udce9" stands for no character: no file name, class or text has it
+            raise SpecError(f"{_where(name, node)}: {ascii(odd[0])[1:-1]} is not a character (half of a UTF-16 pair "
+                            "written alone): write the character itself")
         if node.tag == "tag:yaml.org,2002:int" and len(node.value) > MAX_NUMBER_CHARS:  # Python refuses to read it
             raise SpecError(f"{_where(name, node)}: the number {node.value[:12]}... is {len(node.value):,} characters "
                             "long: too long for any value of a spec")

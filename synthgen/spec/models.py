@@ -270,6 +270,10 @@ def check_class_names(names) -> None:
             raise ValueError("class names must not be empty")
         if any(ord(ch) < 32 or 0x7F <= ord(ch) < 0xA0 for ch in name):
             raise ValueError(f"class name {name!r} holds a control character (not allowed in XML and label files)")
+        odd = [ch for ch in name if 0xD800 <= ord(ch) <= 0xDFFF or ord(ch) in (0xFFFE, 0xFFFF)]
+        if odd:  # a lone "\udce9" escape in YAML: not a character, no UTF-8 for it, and XML 1.0 has none of them
+            raise ValueError(f"class name {name!r} holds {ascii(odd[0])[1:-1]}, which is not a character "
+                             "(not allowed in UTF-8 and XML label files)")
         if len(name) > 200:
             raise ValueError(f"class name {name[:40]!r}... is longer than 200 characters")
         if name != name.strip():
