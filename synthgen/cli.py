@@ -34,7 +34,12 @@ class _Rate(ProgressColumn):
         images = task.fields.get("images", 0)
         elapsed = task.elapsed or 0
         rate = images / elapsed if elapsed > 0 else 0.0
-        return Text(f"{images} images, {rate:.1f} images/s")
+        return Text(f"{_n(images, 'image')}, {rate:.1f} images/s")
+
+
+def _n(count: int, noun: str) -> str:
+    """``1 image``, ``2 images``, ``1 class``, ``2 classes``."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}{'es' if noun.endswith('ss') else 's'}"
 
 
 def _say(line: str) -> None:
@@ -179,7 +184,7 @@ def generate(
             bar.stop()
     dt = time.perf_counter() - t0
     per = ", ".join(f"{c}: {k}" for c, k in summary["instances_per_class"].items())
-    _say(f"wrote {summary['images']} images to {out} in {dt:.1f} s ({summary['images'] / max(dt, 1e-9):.1f} images/s); instances {per}")
+    _say(f"wrote {_n(summary['images'], 'image')} to {out} in {dt:.1f} s ({summary['images'] / max(dt, 1e-9):.1f} images/s); instances {per}")
     if part is not None:
         _say(f"this is shard {part[0]}/{part[1]}: when all {part[1]} are made, join them with synthgen merge SHARD... --out DIR")
     if not any(summary["instances_per_class"].values()):
@@ -209,7 +214,7 @@ def check(
     lib = gen.library
     files = len(lib.input_files())
     k = len(gen.spec.categories)
-    _say(f"ok: {spec} ({gen.spec.kind}, {k} class{'es' if k != 1 else ''}, {files} input file{'s' if files != 1 else ''} checked)")
+    _say(f"ok: {spec} ({gen.spec.kind}, {_n(k, 'class')}, {_n(files, 'input file')} checked)")
 
 
 @app.command()
@@ -343,7 +348,7 @@ def report(
             bar.stop()
     for w in summary["warnings"]:
         _say(f"warning: {w}")
-    _say(f"wrote {out}: {summary['images']} images, {summary['instances']} instances, {len(summary['classes'])} classes")
+    _say(f"wrote {out}: {_n(summary['images'], 'image')}, {_n(summary['instances'], 'instance')}, {_n(len(summary['classes']), 'class')}")
 
 
 @app.command()
@@ -373,8 +378,8 @@ def validate(
         for p in report.problems:
             kinds[p.kind] = kinds.get(p.kind, 0) + 1
         summary = ", ".join(f"{k}: {n}" for k, n in sorted(kinds.items(), key=lambda kv: -kv[1]))
-        _say(f"{report.format.upper()} {dataset}: {report.images} images, {report.annotations} annotations, "
-             + (f"{len(report.problems)} problem{'s' if len(report.problems) > 1 else ''} ({summary})" if report.problems else "no problems"))
+        _say(f"{report.format.upper()} {dataset}: {_n(report.images, 'image')}, {_n(report.annotations, 'annotation')}, "
+             + (f"{_n(len(report.problems), 'problem')} ({summary})" if report.problems else "no problems"))
     if report.problems:
         raise typer.Exit(1)
 
@@ -410,7 +415,7 @@ def merge(
         summary = merge_shards(shards, Path(out), overwrite=overwrite,
                                progress=lambda images, _: bar.update(task, images=images))
     per = ", ".join(f"{c}: {k}" for c, k in summary["instances_per_class"].items())
-    _say(f"merged {len(shards)} shards into {out}: {summary['images']} images in {time.perf_counter() - t0:.1f} s; instances {per}")
+    _say(f"merged {_n(len(shards), 'shard')} into {out}: {_n(summary['images'], 'image')} in {time.perf_counter() - t0:.1f} s; instances {per}")
 
 
 @app.command()
@@ -434,7 +439,7 @@ def extract(
     index = extract_bank(coco_json, images_dir, out, min_area=min_area, classes=wanted)
     per = ", ".join(f"{c}: {k}" for c, k in index["classes"].items()) or "none"
     skipped = ", ".join(f"{r}: {k}" for r, k in index["skipped"].items()) or "none"
-    _say(f"wrote {len(index['cutouts'])} cutouts to {out} ({per}); skipped {skipped}")
+    _say(f"wrote {_n(len(index['cutouts']), 'cutout')} to {out} ({per}); skipped {skipped}")
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:

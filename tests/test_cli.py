@@ -161,3 +161,18 @@ def test_the_mark_leaves_a_pictures_pixels_as_they_are():
     marked = marked_png(png)
     assert len(marked) > len(png)
     np.testing.assert_array_equal(cv2.imdecode(np.frombuffer(marked, np.uint8), cv2.IMREAD_UNCHANGED), pic)
+
+
+def test_counts_of_one_are_singular(spec_file, tmp_path):
+    """'wrote 1 image', '1 class', '1 annotation': not '1 images'."""
+    out = tmp_path / "one"
+    r = runner.invoke(app, ["generate", str(spec_file), "--n", "1", "--out", str(out), "--set", "objects_per_image=1",
+                            "--formats", "coco", "--set", "output.split={train: 1.0}"])
+    assert r.exit_code == 0 and "wrote 1 image to " in r.output, r.output
+    r = runner.invoke(app, ["validate", str(out)])
+    assert "1 image, 1 annotation, no problems" in r.output, r.output
+    r = runner.invoke(app, ["report", str(out), "--out", str(tmp_path / "r.html")])
+    assert r.exit_code == 0 and ": 1 image, 1 instance, " in r.output, r.output
+    assert ": 1 object</figcaption>" in (tmp_path / "r.html").read_text()
+    r = runner.invoke(app, ["generate", str(spec_file), "--n", "2", "--out", str(tmp_path / "two")])
+    assert "wrote 2 images to " in r.output, r.output

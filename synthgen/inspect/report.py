@@ -323,7 +323,7 @@ def _page(ds: DiskDataset, t: Table, real: Table | None, findings: list[Finding]
             continue
         parts.append(f"<figure class='thumb' data-classes='{_e(json.dumps(th['classes']))}' data-full='{th['full']}'>"
                      f"<img src='{th['thumb']}' alt='{_e(th['name'])}'><figcaption>{_e(th['split'])}/{_e(th['name'])}: "
-                     f"{th['n']} objects</figcaption></figure>")
+                     f"{th['n']} object{'s' if th['n'] != 1 else ''}</figcaption></figure>")
     parts.append("</div></section>")
     # distributions
     titles = {"classes": "Class balance", "per_image": "Instances per image", "size": "Box sizes", "aspect": "Box aspects",
