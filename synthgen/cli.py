@@ -64,7 +64,7 @@ def _guarded(fn: Callable) -> Callable:
         except typer.Exit:
             raise
         except Interrupted as e:
-            _fail(e, 130)
+            _fail(e, e.code)
         except SynthgenError as e:
             _fail(e)
         except KeyboardInterrupt:

@@ -2,7 +2,9 @@
 is half-written, and --resume finishes with the same bytes as a run never stopped.
 
 These start the real CLI in a child process and kill it from outside (SIGKILL to the main process
-or to a worker, SIGINT to the whole process group as a terminal's Ctrl-C does).
+or to a worker, SIGINT to the whole process group as a terminal's Ctrl-C does, SIGTERM to the
+main process as ``docker stop`` and Kubernetes send it, or to the whole group as ``timeout`` and
+SLURM do).
 """
 
 from __future__ import annotations
@@ -94,8 +96,24 @@ def _kill_when(proc: subprocess.Popen, out: Path, lines: int, how: str) -> None:
         workers = _workers_of(proc.pid)
         assert workers, "no worker process found"
         os.kill(workers[0], signal.SIGKILL)
+    elif how == "sigterm":
+        os.kill(proc.pid, signal.SIGTERM)
+    elif how == "sigterm-group":
+        os.killpg(proc.pid, signal.SIGTERM)
     else:  # Ctrl-C in a terminal: SIGINT to the whole foreground process group
         os.killpg(proc.pid, signal.SIGINT)
+
+
+def _session(sid: int) -> list[int]:
+    """Processes still running in session ``sid`` (a run and its workers, started in one)."""
+    found = []
+    for d in Path("/proc").iterdir():
+        try:
+            if d.name.isdigit() and int((d / "stat").read_text().rsplit(")", 1)[1].split()[4]) == sid:
+                found.append(int(d.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
 
 
 @pytest.mark.parametrize(
@@ -109,6 +127,9 @@ def _kill_when(proc: subprocess.Popen, out: Path, lines: int, how: str) -> None:
         (["--per-class", "40"], 2, "main", 15),
         (["--per-class", "40"], 1, "ctrl-c", 30),
         (["--per-class", "40"], 2, "worker", 10),
+        (["--n", "90"], 2, "sigterm", 20),
+        (["--n", "90"], 2, "sigterm-group", 20),
+        (["--per-class", "40"], 1, "sigterm", 15),
     ],
 )
 def test_killed_then_resumed_is_byte_identical(slow_spec, tmp_path, count, workers, how, at):
@@ -132,6 +153,15 @@ def test_killed_then_resumed_is_byte_identical(slow_spec, tmp_path, count, worke
         errors = [line for line in stderr.splitlines() if line.startswith("error:")]
         assert len(errors) == 1 and "interrupted" in errors[0] and "--resume" in errors[0], stderr
         assert "Traceback" not in stderr, stderr
+    if how.startswith("sigterm") and proc.returncode != 0:
+        # stopped as Ctrl-C stops it, not killed: one line, the workers ended, nothing leaked
+        assert proc.returncode == 128 + signal.SIGTERM, (proc.returncode, stderr)
+        errors = [line for line in stderr.splitlines() if line.strip() and "generating" not in line and "images/s" not in line]
+        assert len(errors) == 1 and errors[0].startswith("error: terminated (SIGTERM): ") and "--resume" in errors[0], stderr
+        deadline = time.monotonic() + 10
+        while _session(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _session(proc.pid), "worker processes outlived the run"
     # nothing half-written is visible: every image decodes and has its label files
     for img in (out / "images").rglob("*.jpg"):
         with Image.open(img) as im:
@@ -261,3 +291,22 @@ def test_tasks_are_made_lazily(assets):
     first = [next(first_round) for _ in range(3)]  # a task list of a billion would never get here
     lanes = schedule.count  # 10**7 blocks of 100 per class: block 0 numbers its images 0, B, 2B, ...
     assert lanes == 10**7 and [t[0] for t in first] == [0, lanes, 2 * lanes]
+
+
+def test_a_programs_own_sigterm_handler_is_kept(assets, tmp_path):
+    """A training script (or its framework) that handles SIGTERM itself keeps its handler while
+    generate runs; one with none gets synthgen's stop-and-keep for the run, and its default back."""
+    gen = Generator(spec_from_dict(base_spec(assets)))
+    seen = []
+
+    def mine(signum, frame):  # pragma: no cover - never sent
+        pass
+
+    for handler in (mine, signal.SIG_DFL):
+        old = signal.signal(signal.SIGTERM, handler)
+        try:
+            gen.generate(tmp_path / str(len(seen)), n=2, progress=lambda *_: seen.append(signal.getsignal(signal.SIGTERM)))
+            assert signal.getsignal(signal.SIGTERM) is handler
+        finally:
+            signal.signal(signal.SIGTERM, old)
+    assert seen[0] is mine and seen[-1] not in (mine, signal.SIG_DFL), seen

@@ -149,7 +149,7 @@ class WorkerPool:
         procs = list({id(p): p for p in [*self.procs, *getattr(self.ex, "_processes", {}).values()]}.values())
         for p in procs:
             if p.is_alive():
-                p.terminate()
+                p.kill()
         self.ex.shutdown(wait=False, cancel_futures=True)
         for p in procs:
             p.join(timeout=5)
@@ -206,9 +206,11 @@ def limit_threads(threads: int) -> None:
 
 
 def _init_worker(gen, root: str, threads: int = 1) -> None:
-    # Ctrl-C is the main process's to handle: it stops handing out work, keeps what is
-    # finished and ends the workers; a worker must not die half-way through its own files.
+    # Ctrl-C and SIGTERM (sent to the whole group by a terminal, timeout, SLURM) are the main
+    # process's to handle: it stops handing out work, keeps what is finished and ends the
+    # workers (SIGKILL: what a worker was writing is not journaled, so --resume makes it again).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     limit_threads(threads)
     warnings.simplefilter("ignore", SynthgenWarning)  # the main process warned already, when it checked
     _exit_with_parent()

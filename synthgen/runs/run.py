@@ -29,7 +29,12 @@ from .stats import RunStats
 
 
 class Interrupted(SynthgenError):
-    """The run was stopped (Ctrl-C); what was finished is kept and can be resumed."""
+    """The run was stopped (Ctrl-C, SIGTERM); what was finished is kept and can be resumed.
+    ``code`` is the exit status a shell gives a process the signal ended: 130, 143."""
+
+    def __init__(self, message: str, code: int = 130):
+        super().__init__(message)
+        self.code = code
 
 
 def execute(
@@ -93,7 +98,7 @@ def execute(
         if progress:  # every check passed: the run starts
             progress(0, 0)
         records = journal.replay() if resuming else iter(())
-        with _stop_on_ctrl_c() as stop:
+        with _stop_on_signals() as stop:
             def consume(pairs: Iterator[tuple[Task, TaskResult | dict]]) -> Iterator[list[str]]:
                 for task, result in pairs:
                     if isinstance(result, dict):  # replayed from the journal: already on disk
@@ -108,8 +113,9 @@ def execute(
                     if progress:
                         progress(stats.images_done, stats.instances_done)
                     if stop["requested"]:
-                        raise Interrupted(f"interrupted: {stats.images_done} images finished and kept in {folder.root}; "
-                                          "finish the run with the same command and --resume")
+                        what = "interrupted" if stop["requested"] == signal.SIGINT else f"terminated ({stop['requested'].name})"
+                        raise Interrupted(f"{what}: {stats.images_done} images finished and kept in {folder.root}; "
+                                          "finish the run with the same command and --resume", 128 + stop["requested"])
                     yield cats
 
             def run(tasks: Iterable[Task], total: int | None) -> Iterator[tuple[Task, TaskResult | dict]]:
@@ -204,9 +210,11 @@ def _chain_one(first: Task, rest: Iterator[Task]) -> Iterator[Task]:
 
 
 @contextmanager
-def _stop_on_ctrl_c() -> Iterator[dict[str, bool]]:
-    """Ctrl-C asks the run to stop after the task being finished (a second one stops at once)."""
-    state = {"requested": False}
+def _stop_on_signals() -> Iterator[dict[str, Any]]:
+    """Ctrl-C, or SIGTERM (what ``timeout``, ``docker stop``, Kubernetes and SLURM send before
+    they kill) where the program has no handler of its own for it, asks the run to stop after
+    the task being finished; ``state["requested"]`` is the signal. A second one stops at once."""
+    state: dict[str, Any] = {"requested": None}
     if threading.current_thread() is not threading.main_thread():
         yield state
         return
@@ -214,10 +222,13 @@ def _stop_on_ctrl_c() -> Iterator[dict[str, bool]]:
     def handler(signum, frame) -> None:
         if state["requested"]:
             raise KeyboardInterrupt
-        state["requested"] = True
+        state["requested"] = signal.Signals(signum)
 
-    old = signal.signal(signal.SIGINT, handler)
+    # SIGTERM only where nothing else handles it (a training framework's own handler is kept)
+    caught = [signal.SIGINT] + ([signal.SIGTERM] if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL else [])
+    old = {s: signal.signal(s, handler) for s in caught}
     try:
         yield state
     finally:
-        signal.signal(signal.SIGINT, old)
+        for s, h in old.items():
+            signal.signal(s, h)
