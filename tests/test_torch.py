@@ -3,6 +3,7 @@ torchvision's own transforms and detectors are in the ``trainers`` tier (test_tr
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
@@ -213,6 +214,19 @@ def test_mixed_dataset_has_the_share_of_real_images_in_every_batch(spec, assets,
                 want = sorted({c["id"]: c["name"] for c in coco["categories"]}[a["category_id"]]
                               for a in coco["annotations"] if a["image_id"] == t["image_id"])
                 assert sorted(names[i] for i in t["labels"].tolist()) == want and t["image_id"] in by_image
+    # a plain `for` over it ends (it went on past its length for ever), and item -1 is the last
+    small = MixedDataset(CocoDataset(*real), SynthDataset(spec, length=3), real_fraction=0.5)
+    items = [t for _, t in itertools.islice(iter(small), 10)]
+    assert len(items) == 3 and [t["real"] for t in items] == [False, True, False]
+    assert small[-1][1]["image_id"] == items[-1]["image_id"]
+    with pytest.raises(IndexError, match="item 3 of a dataset of length 3"):
+        small[3]
+    for kw, says in ((dict(real_fraction="0.5"), "real_fraction must be a number in"), (dict(real_fraction=0.5, length=2.7), "length must be"),
+                     (dict(real_fraction=0.5, length=0), "length must be"), (dict(real_fraction=0.5, seed="x"), "seed must be"),
+                     (dict(real_fraction=0.5, synthetic=[1, 2]), "synthetic must be a SynthDataset, not list")):
+        args = {"synthetic": SynthDataset(spec, length=3), **kw}
+        with pytest.raises(SynthgenError, match=says):
+            MixedDataset(CocoDataset(*real), **args)
     other = dict(real_raw)
     other["classes"] = {"cat": real_raw["classes"]["ring"]}
     Generator(spec_from_dict(other)).generate(tmp_path / "cats", n=3)
@@ -239,6 +253,13 @@ def test_bad_arguments_are_named_when_the_dataset_is_made(spec):
     assert ds.epoch == 3
     with pytest.raises(SynthgenError, match="epoch must be a whole number >= 0, got 1.5"):
         ds.set_epoch(1.5)
+    with pytest.raises(SynthgenError, match=r"epoch must be below 2\*\*63, got 9223372036854775808"):
+        ds.set_epoch(2**63)  # it was shared with workers as int64 and wrapped round, silently
+    ds.set_epoch(2**63 - 1)
+    assert ds.epoch == 2**63 - 1
+    for i in ("1", 1.0, slice(0, 2), None):  # a bare "'<=' not supported between int and str"
+        with pytest.raises(TypeError, match="an item of a SynthDataset is a whole number, not"):
+            ds[i]
 
 
 def test_a_malformed_real_coco_file_is_refused_when_the_dataset_is_made(assets, tmp_path):

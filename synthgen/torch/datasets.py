@@ -7,6 +7,7 @@ import math
 import multiprocessing
 import multiprocessing.context
 import operator
+import sys
 from typing import Any, Callable, Iterator
 
 import numpy as np
@@ -22,6 +23,34 @@ ENDLESS_EPOCH = 1 << 40  # sample-index stride between epochs of an endless stre
 
 
 # -- the datasets -------------------------------------------------------------------------------
+def _length(length: Any, endless: str = "") -> int:
+    """A dataset's length: a whole number from 1 to 2**63 - 1 (what ``len()`` can return), a
+    numpy or torch integer too."""
+    try:
+        if isinstance(length, bool):
+            raise TypeError
+        value = operator.index(length)
+    except TypeError:
+        value = 0
+    if not 1 <= value <= sys.maxsize:
+        raise SynthgenError(f"length must be a whole number >= 1{endless}, at most 2**63 - 1, got {length!r}")
+    return value
+
+
+def _item(i: Any, length: int, what: str) -> int:
+    """Item ``i`` of a dataset of ``length`` items, from 0 (a negative one counts from the end,
+    as in a list); past the end an IndexError, which also ends a plain ``for`` over the dataset."""
+    try:
+        if isinstance(i, bool):
+            raise TypeError
+        i = operator.index(i)
+    except TypeError:
+        raise TypeError(f"an item of a {what} is a whole number, not {i!r}") from None
+    if not -length <= i < length:
+        raise IndexError(f"item {i} of a dataset of length {length}")
+    return i % length
+
+
 def _epoch_number(epoch: Any) -> int:
     """An epoch: a whole number >= 0, a numpy or torch integer too (-1 reached sample indices
     below 0, a string a ValueError)."""
@@ -33,6 +62,8 @@ def _epoch_number(epoch: Any) -> int:
         value = -1
     if value < 0:
         raise SynthgenError(f"epoch must be a whole number >= 0, got {epoch!r}")
+    if value >= 2**63:  # it is shared with workers as a 64-bit integer: a larger one wrapped round
+        raise SynthgenError(f"epoch must be below 2**63, got {epoch!r}")
     return value
 
 
@@ -83,17 +114,13 @@ class SynthDataset(_Synthetic, Dataset):
     def __init__(self, spec_or_generator: Any, length: int, seed: int | None = None, epoch: int = 0,
                  transforms: Callable | None = None, float_images: bool = False, masks: bool = True,
                  keypoints: bool = False, depth: bool = False, camera_K: bool = False, poses: bool = False):
-        if isinstance(length, bool) or not isinstance(length, int) or length < 1:
-            raise SynthgenError(f"length must be a whole number >= 1, got {length!r}")
-        self.length = length
+        self.length = _length(length)
         self._init_epoch(epoch)
         self._t = _Targets(_generator(spec_or_generator, seed), transforms, float_images, masks, keypoints, depth, camera_K, poses)
 
     def index_of(self, i: int) -> int:
         """The sample index of item ``i`` in the current epoch."""
-        if not -self.length <= i < self.length:
-            raise IndexError(f"item {i} of a dataset of length {self.length}")
-        return self.epoch * self.length + (i % self.length)
+        return self.epoch * self.length + _item(i, self.length, "SynthDataset")
 
     def __len__(self) -> int:
         return self.length
@@ -118,9 +145,7 @@ class SynthIterableDataset(_Synthetic, IterableDataset):
                  transforms: Callable | None = None, rank: int | None = None, world_size: int | None = None,
                  float_images: bool = False, masks: bool = True, keypoints: bool = False, depth: bool = False,
                  camera_K: bool = False, poses: bool = False):
-        if length is not None and (isinstance(length, bool) or not isinstance(length, int) or length < 1):
-            raise SynthgenError(f"length must be a whole number >= 1 or None (endless), got {length!r}")
-        self.length = length
+        self.length = None if length is None else _length(length, " or None (endless)")
         self._init_epoch(epoch)
         if rank is not None or world_size is not None:
             r, w = rank if rank is not None else 0, world_size if world_size is not None else 1
@@ -215,12 +240,17 @@ class MixedDataset(_SharedEpoch, Dataset):
     """
 
     def __init__(self, real: Any, synthetic: SynthDataset, real_fraction: float, length: int | None = None, seed: int = 0):
-        if not 0 <= real_fraction <= 1:
-            raise SynthgenError(f"real_fraction must be in [0, 1], got {real_fraction!r}")
+        if isinstance(real_fraction, bool) or not isinstance(real_fraction, (int, float, np.floating, np.integer)) \
+                or not 0 <= real_fraction <= 1:
+            raise SynthgenError(f"real_fraction must be a number in [0, 1], got {real_fraction!r}")
+        if not isinstance(synthetic, SynthDataset):
+            raise SynthgenError(f"synthetic must be a SynthDataset, not {type(synthetic).__name__}")
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**63:
+            raise SynthgenError(f"seed must be a whole number >= 0, got {seed!r}")
         self.real = real if isinstance(real, CocoDataset) else CocoDataset(real)
         self.synthetic = synthetic
         self.fraction = float(real_fraction)
-        self.length = int(length) if length is not None else len(synthetic)
+        self.length = _length(length) if length is not None else len(synthetic)
         self.seed = int(seed)
         self._init_epoch(0)
         classes = list(synthetic.classes)
@@ -241,6 +271,7 @@ class MixedDataset(_SharedEpoch, Dataset):
         return math.floor((i + 1) * self.fraction) > math.floor(i * self.fraction)
 
     def __getitem__(self, i: int) -> tuple[Any, dict[str, Any]]:
+        i = _item(i, self.length, "MixedDataset")  # past the end it went on for ever: `for x in mixed` never ended
         n_real = math.floor(i * self.fraction)  # real items before this one
         if self.is_real(i):
             order = np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=(self.epoch,))).permutation(len(self.real))
