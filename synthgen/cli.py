@@ -42,6 +42,13 @@ def _n(count: int, noun: str) -> str:
     return f"{count} {noun}" if count == 1 else f"{count} {noun}{'es' if noun.endswith('ss') else 's'}"
 
 
+def _gone(bar: Progress) -> None:
+    """Take a transient bar away. Not ``Progress.stop``: where stderr is no terminal it prints an
+    empty line, which stood above a report's warnings and a merge's summary."""
+    if bar.live.is_started:
+        bar.live.stop()
+
+
 def _say(line: str) -> None:
     err.print(printable(line), highlight=False, soft_wrap=True, markup=False)
 
@@ -344,8 +351,7 @@ def report(
     try:
         summary = build_report(dataset, out, real, format, images, real_format, real_images, gallery, tick)
     finally:
-        if bar.live.is_started:
-            bar.stop()
+        _gone(bar)
     for w in summary["warnings"]:
         _say(f"warning: {w}")
     _say(f"wrote {out}: {_n(summary['images'], 'image')}, {_n(summary['instances'], 'instance')}, {_n(len(summary['classes']), 'class')}")
@@ -410,10 +416,19 @@ def merge(
         raise SynthgenError("--out is empty: name an output folder (an empty name would be the current folder)")
     check_shards(shards)  # before the progress display: one clear line for shards that do not belong together
     t0 = time.perf_counter()
-    with Progress(TextColumn("[bold]merging"), _Rate(), console=err, transient=True) as bar:
-        task = bar.add_task("merge", total=None, images=0)
-        summary = merge_shards(shards, Path(out), overwrite=overwrite,
-                               progress=lambda images, _: bar.update(task, images=images))
+    # shown once --out and the shards' parts are checked: an error found before is its one line
+    bar = Progress(TextColumn("[bold]merging"), _Rate(), console=err, transient=True)
+    task = bar.add_task("merge", total=None, images=0)
+
+    def report(images: int, _: int) -> None:
+        if not bar.live.is_started:
+            bar.start()
+        bar.update(task, images=images)
+
+    try:
+        summary = merge_shards(shards, Path(out), overwrite=overwrite, progress=report)
+    finally:
+        _gone(bar)
     per = ", ".join(f"{c}: {k}" for c, k in summary["instances_per_class"].items())
     _say(f"merged {_n(len(shards), 'shard')} into {out}: {_n(summary['images'], 'image')} in {time.perf_counter() - t0:.1f} s; instances {per}")
 

@@ -173,6 +173,7 @@ def test_counts_of_one_are_singular(spec_file, tmp_path):
     assert "1 image, 1 annotation, no problems" in r.output, r.output
     r = runner.invoke(app, ["report", str(out), "--out", str(tmp_path / "r.html")])
     assert r.exit_code == 0 and ": 1 image, 1 instance, " in r.output, r.output
+    assert r.output.startswith("wrote "), r.output  # no empty line where the bar was
     assert ": 1 object</figcaption>" in (tmp_path / "r.html").read_text()
     r = runner.invoke(app, ["generate", str(spec_file), "--n", "2", "--out", str(tmp_path / "two")])
     assert "wrote 2 images to " in r.output, r.output

@@ -160,6 +160,7 @@ def test_merge_refuses_what_does_not_belong_together(spec, tmp_path):
     refused(["a0", "nothing"], "not a synthgen shard")
     r = runner.invoke(app, ["merge", str(tmp_path / "a0"), str(tmp_path / "a1"), "--out", str(tmp_path / "a0" / "in")])
     assert r.exit_code == 2 and "inside the shard" in r.output
+    assert r.output.startswith("error: ") and len(r.output.splitlines()) == 1, r.output  # no empty line of a bar above it
     # a file of a shard that went missing is named, not papered over
     victim = next((tmp_path / "a1" / "labels").rglob("*.txt"))
     victim.unlink()

@@ -45,6 +45,8 @@ def merge(shards: list[str | Path], out: str | Path, overwrite: bool = False,
     for shard in ordered:  # before the first file is written
         _check_journal_and_parts(OutputFolder(shard), spec)
     folder = _prepare(out, identity, overwrite)
+    if progress:
+        progress(0, 0)  # everything is checked: the merge starts
     try:
         writers = make_writers(spec)
         stats = RunStats(spec)
