@@ -274,6 +274,25 @@ def test_extract_checks_every_mask_before_the_first_cutout(clean, tmp_path):
     assert "runs do not cover" in r.output and not out.exists(), r.output
 
 
+def test_extract_that_cannot_write_is_one_line(clean, tmp_path):
+    """--out under a file, and a cutout's name taken by a folder (as a full disk or a read-only
+    folder fails a write): one line naming the file, not 'unexpected OSError'."""
+    f, images = clean / "annotations" / "instances_train.json", clean / "images" / "train"
+    (tmp_path / "a file").write_text("x")
+    r = runner.invoke(app, ["extract", str(f), str(images), "--out", str(tmp_path / "a file" / "bank"), "--min-area", "1"])
+    assert r.exit_code == 2 and r.output.startswith("error: --out ") and "cannot create the folder" in r.output, r.output
+    out = tmp_path / "bank"
+    r = runner.invoke(app, ["extract", str(f), str(images), "--out", str(out), "--min-area", "1"])
+    assert r.exit_code == 0, r.output
+    first = json.loads((out / "index.json").read_text())["cutouts"][0]["file"]
+    (out / first).unlink()
+    (out / first).mkdir()
+    r = runner.invoke(app, ["extract", str(f), str(images), "--out", str(out), "--min-area", "1", "--overwrite"])
+    lines = r.output.splitlines()
+    assert r.exit_code == 2 and len(lines) == 1 and f"{out / first}: cannot write: " in lines[0] and "--overwrite" in lines[0], r.output
+    assert not [p for p in out.rglob("*") if p.name.startswith(".")], "a temporary file was left"
+
+
 def test_manifest_lines_synthgen_did_not_write_are_skipped(clean, tmp_path):
     """manifest.jsonl only adds to the labels: a line that is a list, or has the wrong shapes,
     is skipped instead of stopping ``show`` and ``report``."""

@@ -76,7 +76,10 @@ def extract_bank(
         raise SynthgenError("\n".join(f"{m}: image named in {coco_json} does not exist" for m in missing[:20]))
     _check_masks(coco, coco_json, images_dir, ids, names, classes)
     root = out.resolve()
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise SynthgenError(f"--out {out}: cannot create the folder: {e.strerror or e}") from None
     skipped: Counter = Counter()
     cutouts = []
     stems: set[str] = set()
@@ -127,7 +130,7 @@ def extract_bank(
             target = out / rel
             if root not in target.resolve().parents:  # cannot happen with sanitised parts; never write outside
                 raise SynthgenError(f"{rel}: would lie outside --out {out}")
-            write_atomic(target, cv2.imencode(".png", cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGRA))[1].tobytes())
+            _write(target, cv2.imencode(".png", cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGRA))[1].tobytes())
             cutouts.append({"file": rel, "class": name, "image": info["file_name"], "annotation_id": ann.get("id"), "area": area})
     index = {
         "source": str(coco_json),
@@ -136,8 +139,18 @@ def extract_bank(
         "skipped": dict(skipped),
         "cutouts": cutouts,
     }
-    write_atomic(out / "index.json", (json.dumps(index, indent=1) + "\n").encode())
+    _write(out / "index.json", (json.dumps(index, indent=1) + "\n").encode())
     return index
+
+
+def _write(path: Path, data: bytes) -> None:
+    """A file of the bank, atomically; a full disk or a read-only folder is one line (what was
+    written before stays whole: each file is written in full or not at all)."""
+    try:
+        write_atomic(path, data)
+    except OSError as e:
+        raise SynthgenError(f"{path}: cannot write: {e.strerror or e}; the cutouts written so far are whole: make room, "
+                            "then extract again with --overwrite") from None
 
 
 def _check_masks(coco, coco_json: Path, images_dir: Path, ids: list, names: dict, classes: Sequence[str] | None) -> None:
