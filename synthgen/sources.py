@@ -12,6 +12,7 @@ import stat
 import struct
 import sys
 import warnings
+from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -19,9 +20,23 @@ from typing import Iterator
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import SpecError, printable
+from .errors import SpecError, SynthgenWarning, printable
 
-IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+def _pillow_reads(feature: str) -> bool:
+    from PIL import features
+
+    try:
+        return bool(features.check(feature))
+    except (ValueError, OSError):  # a Pillow that does not know the feature
+        return False
+
+
+# what synthgen reads, in asset folders and in datasets (ultralytics reads these too): AVIF
+# (phones, the web) and JPEG 2000 where this Pillow decodes them, and MPO (cameras' JPEG)
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".mpo") \
+    + ((".avif",) if _pillow_reads("avif") else ()) + ((".jp2",) if _pillow_reads("jpg_2000") else ())
+# photos synthgen does not read; a folder's are named in a warning, not passed over without a word
+UNREAD_EXTS = (".heic", ".heif", ".dng", ".cr2", ".nef", ".arw", ".raw", ".gif", ".jxl", ".psd", ".svg", ".avif", ".jp2")
 
 
 def expand_paths(base: Path, pattern: str, key: str) -> list[str]:
@@ -29,13 +44,23 @@ def expand_paths(base: Path, pattern: str, key: str) -> list[str]:
     if "\x00" in pattern:
         raise SpecError(f"{key}: {pattern!r} holds a NUL character")
     full = base / pattern
+    listed: list[Path] | None = None
     if full.is_dir():
-        files = [p for p in sorted(full.iterdir()) if p.suffix.lower() in IMAGE_EXTS]
+        listed = sorted(full.iterdir())
     elif any(ch in pattern for ch in "*?["):
         # the pattern is the entry's; the spec's own folder is taken as written ("proj [v2]/"
         # would be a character class, and "bg/*.jpg" beside it matched nothing)
         root = "" if Path(pattern).is_absolute() else glob.escape(str(base)) + os.sep
-        files = [Path(p) for p in sorted(glob.glob(root + pattern, recursive=True)) if Path(p).suffix.lower() in IMAGE_EXTS]
+        listed = [Path(p) for p in sorted(glob.glob(root + pattern, recursive=True))]
+    if listed is not None:
+        files = [p for p in listed if p.suffix.lower() in IMAGE_EXTS]
+        unread = Counter(p.suffix.lower() for p in listed if p.suffix.lower() in UNREAD_EXTS and p.suffix.lower() not in IMAGE_EXTS)
+        if unread:
+            what = ", ".join(f"{k} {ext}" for ext, k in sorted(unread.items()))
+            note = f"{what} file{'s' if sum(unread.values()) > 1 else ''} that synthgen does not read: convert them to PNG or JPEG"
+            if not files:
+                raise SpecError(f"{key}: {pattern!r} matches no image files ({', '.join(IMAGE_EXTS)}) in {shown(full)}, only {note}")
+            warnings.warn(f"{key}: {shown(full)} holds {note}; they are left out", SynthgenWarning, stacklevel=2)
     elif full.is_file():
         files = [full]
     elif full.exists():  # a device, pipe or socket: reading one may never end

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -598,6 +600,46 @@ def test_flags_show_no_type_placeholders():
 
 
 # -- images that are fine must keep working ----------------------------------------------------
+def test_avif_jpeg2000_and_mpo_are_read_and_heic_is_named(tmp_path):
+    """AVIF (phones, the web), JPEG 2000 and MPO (cameras) are read where this Pillow decodes
+    them, as ultralytics reads them; a folder's HEIC files, which synthgen cannot read, are named
+    in a warning (they were passed over without a word), and a folder of only those is an error."""
+    import json
+
+    from PIL import Image, features
+
+    from synthgen.sources import IMAGE_EXTS
+
+    raw = _spec(tmp_path)
+    bg = tmp_path / "assets" / "bg"
+    for old in bg.iterdir():
+        old.unlink()
+    rgb = cv2.GaussianBlur(np.random.default_rng(1).integers(0, 255, (120, 160, 3), dtype=np.uint8), (0, 0), 3)
+    made = {"photo.mpo": "MPO"}
+    if features.check("avif"):
+        made["web.avif"] = "AVIF"
+    if features.check("jpg_2000"):
+        made["scan.jp2"] = "JPEG2000"
+    for name, fmt in made.items():
+        Image.fromarray(rgb).save(bg / name, fmt)
+        assert Path(name).suffix in IMAGE_EXTS
+    for name in ("IMG_0001.HEIC", "IMG_0002.heic"):
+        (bg / name).write_bytes(b"\0\0\0\x18ftypheic" + bytes(100))
+    args = _gen(tmp_path, raw, "--set", "output.formats=[coco]", "--n", "12")
+    r = runner.invoke(app, args)
+    assert r.exit_code == 0 and r.output.count("holds 2 .heic files that synthgen does not read") == 1, r.output
+    p = subprocess.run([sys.executable, "-m", "synthgen.cli", "check", args[1]], capture_output=True, text=True)
+    warned = [line for line in p.stderr.splitlines() if line.startswith("warning:")]
+    assert p.returncode == 0 and len(warned) == 1 and "bg holds 2 .heic files that synthgen does not read" in warned[0], p.stderr
+    used = {json.loads(line)["scene"]["background"]["asset"].rsplit("/", 1)[-1] for line in (tmp_path / "out" / "manifest.jsonl").open()}
+    assert used == set(made), used
+    for name in made:
+        (bg / name).unlink()
+    r = runner.invoke(app, _gen(tmp_path, raw, "--out", str(tmp_path / "out2")))
+    lines = [line for line in r.output.splitlines() if line.strip()]
+    assert r.exit_code == 2 and len(lines) == 1 and "matches no image files" in lines[0] and "only 2 .heic files" in lines[0], r.output
+
+
 def test_unusual_but_valid_images_are_read_right(tmp_path):
     from PIL import Image
 
