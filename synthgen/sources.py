@@ -22,6 +22,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import SpecError, SynthgenWarning, printable
 
+
 def _pillow_reads(feature: str) -> bool:
     from PIL import features
 
@@ -54,12 +55,10 @@ def expand_paths(base: Path, pattern: str, key: str) -> list[str]:
         listed = [Path(p) for p in sorted(glob.glob(root + pattern, recursive=True))]
     if listed is not None:
         files = [p for p in listed if p.suffix.lower() in IMAGE_EXTS]
-        unread = Counter(p.suffix.lower() for p in listed if p.suffix.lower() in UNREAD_EXTS and p.suffix.lower() not in IMAGE_EXTS)
-        if unread:
-            what = ", ".join(f"{k} {ext}" for ext, k in sorted(unread.items()))
-            note = f"{what} file{'s' if sum(unread.values()) > 1 else ''} that synthgen does not read: convert them to PNG or JPEG"
-            if not files:
-                raise SpecError(f"{key}: {pattern!r} matches no image files ({', '.join(IMAGE_EXTS)}) in {shown(full)}, only {note}")
+        note = _unread(listed)
+        if note and not files:
+            raise SpecError(f"{key}: {pattern!r} matches no image files ({', '.join(IMAGE_EXTS)}) in {shown(full)}, only {note}")
+        if note:
             warnings.warn(f"{key}: {shown(full)} holds {note}; they are left out", SynthgenWarning, stacklevel=2)
     elif full.is_file():
         files = [full]
@@ -78,6 +77,15 @@ def expand_paths(base: Path, pattern: str, key: str) -> list[str]:
         raise SpecError(f"{key}: {shown(base / odd[0])}{more}: the file name is not UTF-8 text, and labels name their "
                         "sources in UTF-8: rename the file")
     return names
+
+
+def _unread(listed: list[Path]) -> str:
+    """What of ``listed`` are photos synthgen does not read ("2 .heic files ..."), or ""."""
+    unread = Counter(p.suffix.lower() for p in listed if p.suffix.lower() in UNREAD_EXTS and p.suffix.lower() not in IMAGE_EXTS)
+    if not unread:
+        return ""
+    what = ", ".join(f"{k} {ext}" for ext, k in sorted(unread.items()))
+    return f"{what} file{'s' if sum(unread.values()) > 1 else ''} that synthgen does not read: convert them to PNG or JPEG"
 
 
 def _is_utf8(name: str) -> bool:
