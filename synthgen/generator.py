@@ -20,18 +20,26 @@ if TYPE_CHECKING:
     from .renderer.meshes import MeshLibrary
 
 
+def whole(value: Any) -> int | None:
+    """``value`` as a Python int where it is a whole number (a numpy or torch integer too; not a
+    bool, a float such as 2.0, or a string), else None."""
+    if isinstance(value, bool):
+        return None
+    try:
+        return operator.index(value)
+    except TypeError:
+        return None
+
+
 def sample_index(index: Any) -> int:
     """``index`` as a sample index: a whole number >= 0 (a numpy integer too). A float such as
     1.5 was taken as sample 1 and written with the id 1.5."""
-    try:
-        if isinstance(index, bool):
-            raise TypeError
-        index = operator.index(index)
-    except TypeError:
-        raise TypeError(f"a sample index is a whole number, not {index!r}") from None
-    if index < 0:
-        raise IndexError(f"sample index must be >= 0, got {index}")
-    return index
+    value = whole(index)
+    if value is None:
+        raise TypeError(f"a sample index is a whole number, not {index!r}")
+    if value < 0:
+        raise IndexError(f"sample index must be >= 0, got {value}")
+    return value
 
 
 class Generator:

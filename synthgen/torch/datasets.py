@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 import multiprocessing
 import multiprocessing.context
-import operator
 import sys
 from typing import Any, Callable, Iterator
 
@@ -15,7 +14,7 @@ import torch
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
 from ..errors import SynthgenError
-from ..generator import Generator
+from ..generator import Generator, whole
 from .items import _generator, _Targets, _tv
 from .loader import fetch
 
@@ -26,12 +25,7 @@ ENDLESS_EPOCH = 1 << 40  # sample-index stride between epochs of an endless stre
 def _length(length: Any, endless: str = "") -> int:
     """A dataset's length: a whole number from 1 to 2**63 - 1 (what ``len()`` can return), a
     numpy or torch integer too."""
-    try:
-        if isinstance(length, bool):
-            raise TypeError
-        value = operator.index(length)
-    except TypeError:
-        value = 0
+    value = whole(length) or 0
     if not 1 <= value <= sys.maxsize:
         raise SynthgenError(f"length must be a whole number >= 1{endless}, at most 2**63 - 1, got {length!r}")
     return value
@@ -40,27 +34,19 @@ def _length(length: Any, endless: str = "") -> int:
 def _item(i: Any, length: int, what: str) -> int:
     """Item ``i`` of a dataset of ``length`` items, from 0 (a negative one counts from the end,
     as in a list); past the end an IndexError, which also ends a plain ``for`` over the dataset."""
-    try:
-        if isinstance(i, bool):
-            raise TypeError
-        i = operator.index(i)
-    except TypeError:
-        raise TypeError(f"an item of a {what} is a whole number, not {i!r}") from None
-    if not -length <= i < length:
-        raise IndexError(f"item {i} of a dataset of length {length}")
-    return i % length
+    value = whole(i)
+    if value is None:
+        raise TypeError(f"an item of a {what} is a whole number, not {i!r}")
+    if not -length <= value < length:
+        raise IndexError(f"item {value} of a dataset of length {length}")
+    return value % length
 
 
 def _epoch_number(epoch: Any) -> int:
     """An epoch: a whole number >= 0, a numpy or torch integer too (-1 reached sample indices
     below 0, a string a ValueError)."""
-    try:
-        if isinstance(epoch, bool):
-            raise TypeError
-        value = operator.index(epoch)
-    except TypeError:
-        value = -1
-    if value < 0:
+    value = whole(epoch)
+    if value is None or value < 0:
         raise SynthgenError(f"epoch must be a whole number >= 0, got {epoch!r}")
     if value >= 2**63:  # it is shared with workers as a 64-bit integer: a larger one wrapped round
         raise SynthgenError(f"epoch must be below 2**63, got {epoch!r}")
