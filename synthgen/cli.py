@@ -21,7 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColum
 from rich.text import Text
 
 from . import __version__
-from .errors import SynthgenError, SynthgenWarning, printable, problem_lines
+from .errors import SynthgenError, SynthgenWarning, counted, printable, problem_lines
 
 # Plain help (no rich panels): flags show no "<bool>" type column.
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
@@ -34,12 +34,7 @@ class _Rate(ProgressColumn):
         images = task.fields.get("images", 0)
         elapsed = task.elapsed or 0
         rate = images / elapsed if elapsed > 0 else 0.0
-        return Text(f"{_n(images, 'image')}, {rate:.1f} images/s")
-
-
-def _n(count: int, noun: str) -> str:
-    """``1 image``, ``2 images``, ``1 class``, ``2 classes``."""
-    return f"{count} {noun}" if count == 1 else f"{count} {noun}{'es' if noun.endswith('ss') else 's'}"
+        return Text(f"{counted(images, 'image')}, {rate:.1f} images/s")
 
 
 def _gone(bar: Progress) -> None:
@@ -191,7 +186,7 @@ def generate(
             bar.stop()
     dt = time.perf_counter() - t0
     per = ", ".join(f"{c}: {k}" for c, k in summary["instances_per_class"].items())
-    _say(f"wrote {_n(summary['images'], 'image')} to {out} in {dt:.1f} s ({summary['images'] / max(dt, 1e-9):.1f} images/s); instances {per}")
+    _say(f"wrote {counted(summary['images'], 'image')} to {out} in {dt:.1f} s ({summary['images'] / max(dt, 1e-9):.1f} images/s); instances {per}")
     if part is not None:
         _say(f"this is shard {part[0]}/{part[1]}: when all {part[1]} are made, join them with synthgen merge SHARD... --out DIR")
     if not any(summary["instances_per_class"].values()):
@@ -221,7 +216,7 @@ def check(
     lib = gen.library
     files = len(lib.input_files())
     k = len(gen.spec.categories)
-    _say(f"ok: {spec} ({gen.spec.kind}, {_n(k, 'class')}, {_n(files, 'input file')} checked)")
+    _say(f"ok: {spec} ({gen.spec.kind}, {counted(k, 'class')}, {counted(files, 'input file')} checked)")
 
 
 @app.command()
@@ -354,7 +349,7 @@ def report(
         _gone(bar)
     for w in summary["warnings"]:
         _say(f"warning: {w}")
-    _say(f"wrote {out}: {_n(summary['images'], 'image')}, {_n(summary['instances'], 'instance')}, {_n(len(summary['classes']), 'class')}")
+    _say(f"wrote {out}: {counted(summary['images'], 'image')}, {counted(summary['instances'], 'instance')}, {counted(len(summary['classes']), 'class')}")
 
 
 @app.command()
@@ -384,8 +379,8 @@ def validate(
         for p in report.problems:
             kinds[p.kind] = kinds.get(p.kind, 0) + 1
         summary = ", ".join(f"{k}: {n}" for k, n in sorted(kinds.items(), key=lambda kv: -kv[1]))
-        _say(f"{report.format.upper()} {dataset}: {_n(report.images, 'image')}, {_n(report.annotations, 'annotation')}, "
-             + (f"{_n(len(report.problems), 'problem')} ({summary})" if report.problems else "no problems"))
+        _say(f"{report.format.upper()} {dataset}: {counted(report.images, 'image')}, {counted(report.annotations, 'annotation')}, "
+             + (f"{counted(len(report.problems), 'problem')} ({summary})" if report.problems else "no problems"))
     if report.problems:
         raise typer.Exit(1)
 
@@ -430,7 +425,7 @@ def merge(
     finally:
         _gone(bar)
     per = ", ".join(f"{c}: {k}" for c, k in summary["instances_per_class"].items())
-    _say(f"merged {_n(len(shards), 'shard')} into {out}: {_n(summary['images'], 'image')} in {time.perf_counter() - t0:.1f} s; instances {per}")
+    _say(f"merged {counted(len(shards), 'shard')} into {out}: {counted(summary['images'], 'image')} in {time.perf_counter() - t0:.1f} s; instances {per}")
 
 
 @app.command()
@@ -454,7 +449,7 @@ def extract(
     index = extract_bank(coco_json, images_dir, out, min_area=min_area, classes=wanted)
     per = ", ".join(f"{c}: {k}" for c, k in index["classes"].items()) or "none"
     skipped = ", ".join(f"{r}: {k}" for r, k in index["skipped"].items()) or "none"
-    _say(f"wrote {_n(len(index['cutouts']), 'cutout')} to {out} ({per}); skipped {skipped}")
+    _say(f"wrote {counted(len(index['cutouts']), 'cutout')} to {out} ({per}); skipped {skipped}")
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:

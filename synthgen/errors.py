@@ -20,6 +20,11 @@ class SpecError(SynthgenError):
     """
 
 
+def counted(count: int, noun: str) -> str:
+    """``1 image``, ``2 images``, ``1 class``, ``2 classes``: a count in a message."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}{'es' if noun.endswith('ss') else 's'}"
+
+
 def printable(text: str) -> str:
     """``text`` with control and line-breaking characters escaped, so that one problem stays on
     one line whatever names a user's files and keys have; a byte of a file name that is not

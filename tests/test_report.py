@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -184,6 +186,24 @@ def test_self_contained_no_network(made, tmp_path):
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page), "the report fetches something from the network"
     assert "@import" not in page and "url(http" not in page
     assert page.count("data:image/jpeg;base64,") == 12  # thumbnail and enlarged image of each
+
+
+def test_an_empty_real_dataset_is_one_line_not_a_comparison(made, tmp_path):
+    """--real naming a COCO file of no image (or no labelled object): every gap was the whole
+    scale ('class balance differs most from the real data (total variation 1.000)') and numpy
+    printed a RuntimeWarning. Now one line, and no page. show of it says it holds no image."""
+    empty = tmp_path / "empty.json"
+    empty.write_text(json.dumps({"images": [], "annotations": [], "categories": [{"id": 1, "name": "ring"}]}))
+    out = tmp_path / "r.html"
+    p = subprocess.run([sys.executable, "-m", "synthgen.cli", "report", str(made), "--real", str(empty), "--out", str(out)],
+                       capture_output=True, text=True)
+    assert p.returncode == 2 and p.stderr.strip().splitlines() == [
+        f"error: --real {empty}: the dataset holds 0 images and no labelled object: nothing to compare with"], p.stderr
+    assert not out.exists()
+    r = runner.invoke(app, ["show", str(empty), "--out", str(tmp_path / "s.png")])
+    assert r.exit_code == 2 and "the dataset holds no image: nothing to show" in r.output, r.output
+    r = runner.invoke(app, ["show", str(made), "--index", "100000", "--out", str(tmp_path / "s.png")])
+    assert r.exit_code == 2 and "--index 100000: no image with that id, and the dataset has 90 images" in r.output, r.output
 
 
 def test_bad_input_one_line_exit_2(tmp_path):

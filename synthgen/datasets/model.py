@@ -105,8 +105,9 @@ class DiskDataset:
     def find(self, key: int) -> Item:
         """The image whose id (COCO id, or the file stem as a number) is ``key``, else the
         ``key``-th image in reading order."""
-        nth = None
+        nth, seen = None, 0
         for n, item in enumerate(self.items()):
+            seen = n + 1
             if item.image_id == key or (isinstance(item.image_id, str) and item.image_id.isdigit() and int(item.image_id) == key):
                 return item
             if n == key:
@@ -114,5 +115,7 @@ class DiskDataset:
         if nth is None:
             from ..errors import SynthgenError
 
-            raise SynthgenError(f"--index {key}: no image with that id, and the dataset has fewer images")
+            if not seen:
+                raise SynthgenError(f"{self.root}: the dataset holds no image: nothing to show")
+            raise SynthgenError(f"--index {key}: no image with that id, and the dataset has {seen} image{'s' if seen > 1 else ''}")
         return nth

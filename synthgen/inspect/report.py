@@ -20,7 +20,7 @@ import numpy as np
 
 from ..datasets import open_dataset
 from ..datasets.model import DiskDataset
-from ..errors import unicode_text
+from ..errors import SynthgenError, counted, unicode_text
 from .draw import draw_item, palette
 from .output import HTML_MARK, check_output, write_output
 from .stats import Finding, Gap, Table, audit, collect, compare
@@ -45,6 +45,9 @@ def build_report(path: str | Path, out: str | Path, real: str | Path | None = No
     if real is not None:
         rds = open_dataset(real, real_format, real_images)
         rt = collect(rds, str(real), (lambda n: progress("reading the real dataset", n, _count(rds))) if progress else None)
+        if not len(rt.cls):  # every gap would be the whole scale, and numpy warned dividing by nothing
+            raise SynthgenError(f"--real {real}: the dataset holds {counted(rt.images, 'image')} and no labelled object: "
+                                "nothing to compare with")
         gaps = compare(syn, rt)
     thumbs = _gallery(ds, syn, gallery, (lambda n: progress("drawing the gallery", n, gallery)) if progress else None)
     charts = _charts(syn, rt)
@@ -323,7 +326,7 @@ def _page(ds: DiskDataset, t: Table, real: Table | None, findings: list[Finding]
             continue
         parts.append(f"<figure class='thumb' data-classes='{_e(json.dumps(th['classes']))}' data-full='{th['full']}'>"
                      f"<img src='{th['thumb']}' alt='{_e(th['name'])}'><figcaption>{_e(th['split'])}/{_e(th['name'])}: "
-                     f"{th['n']} object{'s' if th['n'] != 1 else ''}</figcaption></figure>")
+                     f"{counted(th['n'], 'object')}</figcaption></figure>")
     parts.append("</div></section>")
     # distributions
     titles = {"classes": "Class balance", "per_image": "Instances per image", "size": "Box sizes", "aspect": "Box aspects",
