@@ -18,7 +18,7 @@ from synthgen.cli import app
 from synthgen.spec import spec_from_dict
 
 from .conftest import base_spec, needs_gl, write_spec
-from .test_runs import _killed_at, digest
+from .test_runs import _kill_when, _killed_at, _start, digest
 
 ray = pytest.importorskip("ray", reason="Ray is not installed: pip install -e '.[ray]'")
 pytestmark = pytest.mark.slow
@@ -110,6 +110,35 @@ def test_a_killed_run_resumes_with_ray(assets, tmp_path):
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     r = runner.invoke(app, args + ["--out", str(tmp_path / "b")])
+    assert r.exit_code == 0, r.output
+    _same(tmp_path / "a", tmp_path / "b")
+
+
+@pytest.mark.parametrize("how", ["sigterm", "sigterm-group"])
+def test_sigterm_stops_a_ray_run_as_it_stops_a_local_one(assets, tmp_path, how):
+    """ray.init installs a SIGTERM handler that exits where the run stands (it dumped 'SIGTERM
+    received ... PC: @' and nothing said what to do): it is set aside for the run, so SIGTERM
+    stops it after the task being finished, exit 143, and --resume finishes it."""
+    raw = base_spec(assets)
+    raw["output"].update(size=[320, 240], formats=["coco", "yolo"])
+    f = write_spec(tmp_path / "spec.yaml", raw)
+    args = ["generate", str(f), "--n", "600", "--workers", "2", "--backend", "ray", "--out", str(tmp_path / "a")]
+    proc = _start(args)
+    _kill_when(proc, tmp_path / "a", 30, how)
+    try:
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        try:  # whatever of its Ray is left
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    if proc.returncode != 0:  # 0: it finished before the signal came
+        errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+        assert proc.returncode == 128 + signal.SIGTERM and len(errors) == 1, (proc.returncode, stderr[-2000:])
+        assert errors[0].startswith("error: terminated (SIGTERM): ") and "SIGTERM received" not in stderr, stderr[-2000:]
+    r = subprocess.run([sys.executable, "-m", "synthgen.cli", *args, "--resume"], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0 or "already complete" in r.stderr, r.stderr[-2000:]
+    r = runner.invoke(app, args[:6] + ["--out", str(tmp_path / "b")])  # local workers
     assert r.exit_code == 0, r.output
     _same(tmp_path / "a", tmp_path / "b")
 

@@ -94,11 +94,13 @@ def execute(
         for w in writers:
             w.start(folder, gen.library)
         stats = RunStats(gen.spec)
+        # whether the program handles SIGTERM itself, asked before ray.init installs its own
+        program_sigterm = signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, None)
         executor = make_executor(gen, folder, workers, backend, ray_address)
         if progress:  # every check passed: the run starts
             progress(0, 0)
         records = journal.replay() if resuming else iter(())
-        with _stop_on_signals() as stop:
+        with _stop_on_signals(sigterm=not program_sigterm) as stop:
             def consume(pairs: Iterator[tuple[Task, TaskResult | dict]]) -> Iterator[list[str]]:
                 for task, result in pairs:
                     if isinstance(result, dict):  # replayed from the journal: already on disk
@@ -210,10 +212,12 @@ def _chain_one(first: Task, rest: Iterator[Task]) -> Iterator[Task]:
 
 
 @contextmanager
-def _stop_on_signals() -> Iterator[dict[str, Any]]:
+def _stop_on_signals(sigterm: bool = True) -> Iterator[dict[str, Any]]:
     """Ctrl-C, or SIGTERM (what ``timeout``, ``docker stop``, Kubernetes and SLURM send before
-    they kill) where the program has no handler of its own for it, asks the run to stop after
-    the task being finished; ``state["requested"]`` is the signal. A second one stops at once."""
+    they kill) unless ``sigterm`` is False (the program has a handler of its own for it), asks
+    the run to stop after the task being finished; ``state["requested"]`` is the signal. A
+    second one stops at once. Ray's handler (``ray.init`` installs one that exits at once) is
+    set aside for the run."""
     state: dict[str, Any] = {"requested": None}
     if threading.current_thread() is not threading.main_thread():
         yield state
@@ -224,8 +228,7 @@ def _stop_on_signals() -> Iterator[dict[str, Any]]:
             raise KeyboardInterrupt
         state["requested"] = signal.Signals(signum)
 
-    # SIGTERM only where nothing else handles it (a training framework's own handler is kept)
-    caught = [signal.SIGINT] + ([signal.SIGTERM] if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL else [])
+    caught = [signal.SIGINT] + ([signal.SIGTERM] if sigterm else [])
     old = {s: signal.signal(s, handler) for s in caught}
     try:
         yield state
