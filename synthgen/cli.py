@@ -37,6 +37,13 @@ class _Rate(ProgressColumn):
         return Text(f"{counted(images, 'image')}, {rate:.1f} images/s")
 
 
+def _shown(bar: Progress) -> None:
+    """Start a bar at the run's first step, not before: an error found by the checks before it is
+    its one line, with no empty bar above it."""
+    if not bar.live.is_started:
+        bar.start()
+
+
 def _gone(bar: Progress) -> None:
     """Take a transient bar away. Not ``Progress.stop``: where stderr is no terminal it prints an
     empty line, which stood above a report's warnings and a merge's summary."""
@@ -174,8 +181,7 @@ def generate(
     task = bar.add_task("generate", total=total, images=0)
 
     def report(images: int, instances: int) -> None:
-        if not bar.live.is_started:
-            bar.start()
+        _shown(bar)
         bar.update(task, completed=images if n is not None else instances, images=images)
 
     try:
@@ -337,8 +343,7 @@ def report(
     tasks: dict[str, Any] = {}
 
     def tick(what: str, done: int, total: int) -> None:
-        if not bar.live.is_started:  # from the first step read: an error before it is its one line
-            bar.start()
+        _shown(bar)  # from the first step read
         if what not in tasks:
             tasks[what] = bar.add_task(what, total=total)
         bar.update(tasks[what], completed=done)
@@ -416,8 +421,7 @@ def merge(
     task = bar.add_task("merge", total=None, images=0)
 
     def report(images: int, _: int) -> None:
-        if not bar.live.is_started:
-            bar.start()
+        _shown(bar)
         bar.update(task, images=images)
 
     try:

@@ -20,6 +20,11 @@ class SpecError(SynthgenError):
     """
 
 
+SURROGATE = re.compile("[\ud800-\udfff]")
+"""Half of a UTF-16 pair: no character. Python holds a file name's non-UTF-8 byte as one
+(``\udce9``); a YAML or JSON ``"\udce9"`` escape makes one."""
+
+
 def counted(count: int, noun: str) -> str:
     """``1 image``, ``2 images``, ``1 class``, ``2 classes``: a count in a message."""
     return f"{count} {noun}" if count == 1 else f"{count} {noun}{'es' if noun.endswith('ss') else 's'}"
@@ -42,7 +47,7 @@ def unicode_text(text: str) -> str:
     """``text`` with the bytes of non-UTF-8 file names shown as ``\\xff`` and any other lone
     surrogate as ``\\ud83d``, so it can be written as UTF-8 (an HTML page) or drawn (OpenCV ends
     the process on a surrogate); everything else kept as it is."""
-    return re.sub("[\ud800-\udfff]", lambda m: _escaped(m[0]), text)
+    return SURROGATE.sub(lambda m: _escaped(m[0]), text)
 
 
 def problem_lines(message: str) -> list[str]:

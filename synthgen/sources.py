@@ -20,7 +20,7 @@ from typing import Iterator
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import SpecError, SynthgenWarning, printable
+from .errors import SURROGATE, SpecError, SynthgenWarning, printable
 
 
 def _pillow_reads(feature: str) -> bool:
@@ -71,7 +71,7 @@ def expand_paths(base: Path, pattern: str, key: str) -> list[str]:
     names = [str(p) for p in files] if Path(pattern).is_absolute() else [os.path.relpath(p, base) for p in files]
     # a name of bytes that are not UTF-8 cannot be written into the UTF-8 JSON that names each
     # label's source (Python would write a lone surrogate, which strict JSON readers refuse)
-    odd = [n for n in names if not _is_utf8(n)]
+    odd = [n for n in names if SURROGATE.search(n)]
     if odd:
         more = f" (and {len(odd) - 1} more)" if len(odd) > 1 else ""
         raise SpecError(f"{key}: {shown(base / odd[0])}{more}: the file name is not UTF-8 text, and labels name their "
@@ -86,14 +86,6 @@ def _unread(listed: list[Path]) -> str:
         return ""
     what = ", ".join(f"{k} {ext}" for ext, k in sorted(unread.items()))
     return f"{what} file{'s' if sum(unread.values()) > 1 else ''} that synthgen does not read: convert them to PNG or JPEG"
-
-
-def _is_utf8(name: str) -> bool:
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 MAX_PIXELS = 1 << 28  # 268 megapixels: the limit where a program has turned Pillow's off

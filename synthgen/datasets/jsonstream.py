@@ -166,6 +166,15 @@ def read_json(path: Path, what: str) -> Any:
         raise SynthgenError(f"{path}: not a readable {what} ({json_error(e)})") from None
 
 
+def _unreadable(path: Path, e: Exception) -> SynthgenError:
+    """Why ijson could not read ``path``: it decodes each string on its own, so a decoding error
+    names the string."""
+    if isinstance(e, UnicodeDecodeError):
+        return SynthgenError(f"{path}: not a readable COCO file (a string in it is not UTF-8 text: "
+                             f"{e.object[max(0, e.start - 24):e.start + 24]!r})")
+    return SynthgenError(f"{path}: not a readable COCO file ({json_error(e)})")
+
+
 def stream_items(path: Path, prefix: str) -> Iterator[Any]:
     """The items of a JSON file under ``prefix`` (ijson's, e.g. ``"annotations.item"``), one
     at a time: the file is never held in memory. Its nesting is checked first, once per
@@ -176,11 +185,8 @@ def stream_items(path: Path, prefix: str) -> Iterator[Any]:
     try:
         with open(path, "rb") as f:
             yield from backend.items(f, prefix, use_float=True)
-    except UnicodeDecodeError as e:  # ijson decodes each string on its own: say which
-        raise SynthgenError(f"{path}: not a readable COCO file (a string in it is not UTF-8 text: "
-                            f"{e.object[max(0, e.start - 24):e.start + 24]!r})") from None
-    except (OSError, ijson.JSONError) as e:
-        raise SynthgenError(f"{path}: not a readable COCO file ({json_error(e)})") from None
+    except (OSError, ijson.JSONError, UnicodeDecodeError) as e:
+        raise _unreadable(path, e) from None
 
 
 def top_level_type(path: Path, key: str) -> str | None:
@@ -194,9 +200,6 @@ def top_level_type(path: Path, key: str) -> str | None:
             for prefix, event, _ in backend.parse(f):
                 if prefix == key:
                     return {"start_array": "array", "start_map": "map"}.get(event, event)
-    except UnicodeDecodeError as e:  # ijson decodes each string on its own: say which
-        raise SynthgenError(f"{path}: not a readable COCO file (a string in it is not UTF-8 text: "
-                            f"{e.object[max(0, e.start - 24):e.start + 24]!r})") from None
-    except (OSError, ijson.JSONError) as e:
-        raise SynthgenError(f"{path}: not a readable COCO file ({json_error(e)})") from None
+    except (OSError, ijson.JSONError, UnicodeDecodeError) as e:
+        raise _unreadable(path, e) from None
     return None

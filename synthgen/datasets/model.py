@@ -113,9 +113,9 @@ class DiskDataset:
             if n == key:
                 nth = item
         if nth is None:
-            from ..errors import SynthgenError
+            from ..errors import SynthgenError, counted
 
             if not seen:
                 raise SynthgenError(f"{self.root}: the dataset holds no image: nothing to show")
-            raise SynthgenError(f"--index {key}: no image with that id, and the dataset has {seen} image{'s' if seen > 1 else ''}")
+            raise SynthgenError(f"--index {key}: no image with that id, and the dataset has {counted(seen, 'image')}")
         return nth

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import difflib
-import re
 import types
 import typing
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Annotated, Any, Iterable, Union
 import yaml
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
-from ..errors import SpecError, printable
+from ..errors import SURROGATE, SpecError, printable
 from .models import Spec
 from .renderer import RendererSpec
 
@@ -123,7 +122,7 @@ def _measure(node: yaml.Node, name: str, sizes: dict[int, int], active: set[int]
         children = list(node.value)
     else:
         children = []
-        odd = re.search("[\ud800-\udfff]", node.value)
+        odd = SURROGATE.search(node.value)
         if odd:  # an escape such as "\udce9" stands for no character: no file name, class or text has it
             raise SpecError(f"{_where(name, node)}: {ascii(odd[0])[1:-1]} is not a character (half of a UTF-16 pair "
                             "written alone): write the character itself")
